@@ -1,0 +1,1 @@
+//! Host metrics, the node_exporter way (placeholder: being written).

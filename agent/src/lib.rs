@@ -1,0 +1,3 @@
+//! Patrol's agent.
+
+pub mod host;

@@ -1,0 +1,13 @@
+//! What agent and collector must agree on: the data model
+//! ([`model`]), the protocol messages ([`protocol`]), how they are framed on
+//! the wire ([`codec`]), TLS set-up ([`tls`]) and, with the `pki` feature,
+//! the fleet's certificate authority ([`pki`]). Config helpers shared by both
+//! binaries live in [`config`].
+
+pub mod codec;
+pub mod config;
+pub mod model;
+#[cfg(feature = "pki")]
+pub mod pki;
+pub mod protocol;
+pub mod tls;

@@ -1,0 +1,188 @@
+//! TLS for the wire protocol: TLS 1.3 only, both sides authenticated by
+//! certificates chained to the fleet CA.
+//!
+//! Certificates and keys are read from PEM files; every error names the file.
+//! The crypto provider is *ring*, chosen once here so agent and collector
+//! cannot drift apart.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::{Deserialize, Serialize};
+
+/// Where one side's certificate material lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The fleet CA certificate (PEM) that peers must chain to.
+    pub ca: PathBuf,
+    /// This side's certificate chain (PEM), leaf first.
+    pub cert: PathBuf,
+    /// This side's private key (PEM, PKCS#8, SEC1 or PKCS#1).
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// Resolves relative paths against `base` (the config file's folder).
+    pub fn resolve(&mut self, base: &Path) {
+        for p in [&mut self.ca, &mut self.cert, &mut self.key] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+}
+
+/// Why TLS could not be set up, or a peer not identified.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid PEM: {reason}")]
+    Pem { path: PathBuf, reason: String },
+    #[error("{path}: no certificate in the file (expected a PEM 'CERTIFICATE' block)")]
+    NoCertificate { path: PathBuf },
+    #[error("{path}: no private key in the file (expected a PEM 'PRIVATE KEY' block)")]
+    NoKey { path: PathBuf },
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("peer certificate: {0}")]
+    Identity(String),
+}
+
+/// The crypto provider both sides use.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Reads every certificate in a PEM file.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bytes = read(path)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: path.to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
+/// Reads the first private key in a PEM file.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let bytes = read(path)?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| match e {
+        rustls_pki_types::pem::Error::NoItemsFound => TlsError::NoKey {
+            path: path.to_owned(),
+        },
+        other => TlsError::Pem {
+            path: path.to_owned(),
+            reason: other.to_string(),
+        },
+    })
+}
+
+fn load_roots(path: &Path) -> Result<Arc<RootCertStore>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in load_certs(path)? {
+        roots.add(cert).map_err(|e| TlsError::Invalid {
+            path: path.to_owned(),
+            reason: format!("not a usable CA certificate: {e}"),
+        })?;
+    }
+    Ok(Arc::new(roots))
+}
+
+/// Server side: TLS 1.3, client certificate required and chained to the CA.
+pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+    let roots = load_roots(&files.ca)?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
+        .build()
+        .map_err(|e| TlsError::Invalid {
+            path: files.ca.clone(),
+            reason: e.to_string(),
+        })?;
+    let certs = load_certs(&files.cert)?;
+    let key = load_key(&files.key)?;
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Invalid {
+            path: files.cert.clone(),
+            reason: e.to_string(),
+        })?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Invalid {
+            path: files.key.clone(),
+            reason: format!("certificate and key do not form a usable pair: {e}"),
+        })?;
+    Ok(Arc::new(config))
+}
+
+/// Client side: TLS 1.3, the collector chained to the CA, our certificate sent.
+pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, TlsError> {
+    let roots = load_roots(&files.ca)?;
+    let certs = load_certs(&files.cert)?;
+    let key = load_key(&files.key)?;
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Invalid {
+            path: files.cert.clone(),
+            reason: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .map_err(|e| TlsError::Invalid {
+            path: files.key.clone(),
+            reason: format!("certificate and key do not form a usable pair: {e}"),
+        })?;
+    Ok(Arc::new(config))
+}
+
+/// The identity a certificate names: its subject common name.
+pub fn certificate_identity(cert: &CertificateDer<'_>) -> Result<String, TlsError> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| TlsError::Identity(format!("cannot parse: {e}")))?;
+    let cn = parsed
+        .subject()
+        .iter_common_name()
+        .next()
+        .ok_or_else(|| TlsError::Identity("subject has no common name".into()))?;
+    let cn = cn
+        .as_str()
+        .map_err(|e| TlsError::Identity(format!("common name is not a string: {e}")))?;
+    if !is_valid_host_name(cn) {
+        return Err(TlsError::Identity(format!(
+            "common name {cn:?} is not a host name (letters, digits, '.', '-', '_')"
+        )));
+    }
+    Ok(cn.to_owned())
+}
+
+/// Host names as Patrol accepts them for identities and labels.
+pub fn is_valid_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
