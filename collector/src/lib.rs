@@ -1,1 +1,81 @@
+//! Patrol's collector: mTLS ingest from agents, storage, and the HTTP API.
+//!
+//! Data flows one way: [`ingest`] → [`storage`] → [`http`]. [`start`] wires
+//! them together for the binaries (`patrol-collector` and `patrol up`) and
+//! for tests, which bind port 0 and read back the addresses.
 
+pub mod config;
+pub mod http;
+pub mod ingest;
+pub mod storage;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use config::CollectorConfig;
+
+/// Why the collector could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Tls(#[from] patrol_shared::tls::TlsError),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// A collector that is running.
+pub struct Running {
+    pub ingest_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Waits until every task has stopped (after the cancel token fired).
+    pub async fn wait(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Binds both listeners and starts serving; stops when `cancel` fires.
+pub async fn start(config: CollectorConfig, cancel: CancellationToken) -> Result<Running, StartError> {
+    let server_tls = patrol_shared::tls::server_config(&config.tls)?;
+    let store: Arc<dyn storage::Store> = Arc::new(storage::latest::LatestStore::new());
+    let telemetry = Arc::new(telemetry::Telemetry::new());
+    let ingest_listener = bind(config.ingest.listen, "ingest.listen").await?;
+    let http_listener = bind(config.http.listen, "http.listen").await?;
+    let running_addr = |l: &TcpListener, addr| l.local_addr().unwrap_or(addr);
+    let ingest_addr = running_addr(&ingest_listener, config.ingest.listen);
+    let http_addr = running_addr(&http_listener, config.http.listen);
+
+    let ingest_ctx = Arc::new(ingest::IngestContext {
+        limits: config.ingest.clone(),
+        acceptor: tokio_rustls::TlsAcceptor::from(server_tls),
+        store: store.clone(),
+        telemetry: telemetry.clone(),
+    });
+    let http_state = Arc::new(http::HttpState { store, telemetry });
+    let mut tasks = JoinSet::new();
+    tasks.spawn(ingest::serve(ingest_listener, ingest_ctx, cancel.clone()));
+    tasks.spawn(http::serve(http_listener, http_state, cancel));
+    Ok(Running {
+        ingest_addr,
+        http_addr,
+        tasks,
+    })
+}
+
+async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, what, source })
+}

@@ -6,8 +6,10 @@
 
 pub mod codec;
 pub mod config;
+pub mod logging;
 pub mod model;
 #[cfg(feature = "pki")]
 pub mod pki;
 pub mod protocol;
+pub mod signal;
 pub mod tls;

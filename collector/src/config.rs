@@ -1,0 +1,183 @@
+//! The collector's config file (TOML): where it listens, its TLS material
+//! and the limits that protect it from slow or hostile peers. Defaults live
+//! here and only here; `validate` reports every problem at once.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use patrol_shared::codec::{DEFAULT_MAX_FRAME_BYTES, MAX_FRAME_BYTES_LIMIT};
+use patrol_shared::config::{self as cfg, ConfigError};
+use patrol_shared::tls::TlsFiles;
+use serde::{Deserialize, Serialize};
+
+/// The whole collector config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    pub tls: TlsFiles,
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// `[ingest]`: the mTLS listener agents connect to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    pub listen: SocketAddr,
+    #[serde(with = "cfg::bytes")]
+    pub max_frame_bytes: usize,
+    pub max_connections: usize,
+    #[serde(with = "cfg::duration")]
+    pub handshake_timeout: Duration,
+    #[serde(with = "cfg::duration")]
+    pub hello_timeout: Duration,
+    #[serde(with = "cfg::duration")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9471)),
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            hello_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+/// `[http]`: the HTTP API (`/metrics` for now).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9470)),
+        }
+    }
+}
+
+impl CollectorConfig {
+    /// Reads, resolves relative paths against the file's folder, validates.
+    pub fn load(path: &Path) -> Result<CollectorConfig, ConfigError> {
+        let mut config: CollectorConfig = cfg::load_toml(path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.tls.resolve(base);
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Every problem in the config, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let i = &self.ingest;
+        if !(1024..=MAX_FRAME_BYTES_LIMIT).contains(&i.max_frame_bytes) {
+            problems.push(format!(
+                "ingest.max_frame_bytes: {} is out of range (expected 1KiB to 64MiB)",
+                i.max_frame_bytes
+            ));
+        }
+        if i.max_connections == 0 {
+            problems.push("ingest.max_connections: must be at least 1".into());
+        }
+        for (key, value) in [
+            ("ingest.handshake_timeout", i.handshake_timeout),
+            ("ingest.hello_timeout", i.hello_timeout),
+            ("ingest.idle_timeout", i.idle_timeout),
+        ] {
+            if value.is_zero() {
+                problems.push(format!("{key}: must be over 0"));
+            }
+        }
+        if i.listen == self.http.listen {
+            problems.push(format!(
+                "http.listen: {} is also ingest.listen; they need different ports",
+                self.http.listen
+            ));
+        }
+        problems
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            })
+        }
+    }
+
+    /// A config for `dir`'s PKI files, as `patrol up` writes it.
+    pub fn example(pki_dir: &Path) -> CollectorConfig {
+        CollectorConfig {
+            ingest: IngestConfig::default(),
+            tls: TlsFiles {
+                ca: pki_dir.join("ca.pem"),
+                cert: pki_dir.join("collector.pem"),
+                key: pki_dir.join("collector-key.pem"),
+            },
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("collector.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults_and_resolved_paths() {
+        let (dir, path) = write("[tls]\nca = \"pki/ca.pem\"\ncert = \"c.pem\"\nkey = \"/k.pem\"\n");
+        let c = CollectorConfig::load(&path).unwrap();
+        assert_eq!(c.tls.ca, dir.path().join("pki/ca.pem"));
+        assert_eq!(c.tls.key, PathBuf::from("/k.pem"));
+        assert_eq!(c.ingest.max_frame_bytes, DEFAULT_MAX_FRAME_BYTES);
+        assert_eq!(c.http.listen.port(), 9470);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let (_d, path) = write("[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n[ingest]\nlisten_port = 1\n");
+        let err = CollectorConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("collector.toml:6:1"), "{err}");
+        assert!(err.contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn missing_tls_section_is_named() {
+        let (_d, path) = write("[ingest]\nlisten = \"127.0.0.1:1\"\n");
+        let err = CollectorConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("missing field `tls`"), "{err}");
+    }
+
+    #[test]
+    fn every_bad_value_is_reported() {
+        let (_d, path) = write(
+            "[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n[ingest]\nmax_frame_bytes = 10\nmax_connections = 0\nidle_timeout = \"0s\"\n",
+        );
+        let err = CollectorConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("ingest.max_frame_bytes"), "{err}");
+        assert!(err.contains("ingest.max_connections"), "{err}");
+        assert!(err.contains("ingest.idle_timeout"), "{err}");
+    }
+}

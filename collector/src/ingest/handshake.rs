@@ -1,0 +1,82 @@
+//! The TLS handshake and the agent's identity: who is at the other end,
+//! and, when the handshake fails, why, in a word fit for a metric label.
+
+use std::io;
+
+use rustls::{CertificateError, Error as TlsError};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+use super::IngestContext;
+
+/// Why a connection was refused before the protocol started.
+#[derive(Debug)]
+pub struct Refusal {
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+/// Completes the TLS handshake within the configured time and returns the
+/// stream and the host name from the client certificate.
+pub async fn accept(
+    ctx: &IngestContext,
+    tcp: TcpStream,
+) -> Result<(TlsStream<TcpStream>, String), Refusal> {
+    let tls = tokio::time::timeout(ctx.limits.handshake_timeout, ctx.acceptor.accept(tcp))
+        .await
+        .map_err(|_| Refusal {
+            reason: "handshake_timeout",
+            detail: format!(
+                "no TLS handshake within {:?}",
+                ctx.limits.handshake_timeout
+            ),
+        })?
+        .map_err(|e| Refusal {
+            reason: classify(&e),
+            detail: e.to_string(),
+        })?;
+    let host = {
+        let (_, conn) = tls.get_ref();
+        let cert = conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .ok_or_else(|| Refusal {
+                reason: "no_client_certificate",
+                detail: "the client sent no certificate".into(),
+            })?;
+        patrol_shared::tls::certificate_identity(cert).map_err(|e| Refusal {
+            reason: "bad_identity",
+            detail: e.to_string(),
+        })?
+    };
+    Ok((tls, host))
+}
+
+/// Maps a handshake error to a bounded reason label.
+fn classify(err: &io::Error) -> &'static str {
+    let Some(tls) = err.get_ref().and_then(|e| e.downcast_ref::<TlsError>()) else {
+        return match err.kind() {
+            io::ErrorKind::UnexpectedEof => "closed_during_handshake",
+            _ => "io_error",
+        };
+    };
+    match tls {
+        TlsError::InvalidCertificate(cert) => match cert {
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                "certificate_expired"
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "certificate_not_yet_valid"
+            }
+            CertificateError::UnknownIssuer => "unknown_ca",
+            CertificateError::Revoked => "certificate_revoked",
+            _ => "bad_certificate",
+        },
+        TlsError::NoCertificatesPresented => "no_client_certificate",
+        TlsError::InvalidMessage(_) | TlsError::InappropriateHandshakeMessage { .. } => "not_tls",
+        TlsError::InappropriateMessage { .. } => "not_tls",
+        TlsError::PeerIncompatible(_) => "tls_incompatible",
+        TlsError::AlertReceived(_) => "alert_from_peer",
+        _ => "tls_error",
+    }
+}

@@ -1,0 +1,70 @@
+//! Where ingested samples go, and where readers find them.
+//!
+//! Ingest talks to storage only through [`Store`]: it hands over a batch whose
+//! labels are already stamped and learns whether it was applied or was a
+//! replay. The store keeps, with the samples, the highest batch number applied
+//! per agent stream, so that dropping replays and storing samples are one
+//! step. For now the only store is [`latest::LatestStore`], which keeps the
+//! newest value of every series in memory; the durable store plugs in here.
+
+pub mod latest;
+
+use patrol_shared::model::Family;
+
+/// A batch ready to store: from one host's stream, labels stamped.
+#[derive(Debug, Clone)]
+pub struct StampedBatch {
+    pub host: String,
+    pub stream_id: u64,
+    pub seq: u64,
+    /// Sample sets in the order the agent took them: (timestamp ms, families).
+    pub sets: Vec<(i64, Vec<Family>)>,
+}
+
+/// What became of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Stored; this many samples.
+    Applied { samples: usize },
+    /// Its seq was at or below the stream's highest applied seq: dropped.
+    Duplicate,
+}
+
+/// Why the store could not take a batch. The batch is not acked, so the
+/// agent keeps it and sends it again.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The newest sample of one series, with its family's metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatestSample {
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+    pub timestamp_ms: i64,
+}
+
+/// A family as readers see it: every series' newest sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatestFamily {
+    pub name: String,
+    pub help: String,
+    pub kind: patrol_shared::model::MetricKind,
+    pub samples: Vec<LatestSample>,
+}
+
+/// The storage interface ingest and readers use. Calls may block (a durable
+/// store flushes before it returns from `append`).
+pub trait Store: Send + Sync + 'static {
+    /// The highest seq applied from this host's stream (0 if none).
+    fn last_applied(&self, host: &str, stream_id: u64) -> u64;
+    /// Stores a batch unless it is a replay; returns once it is durable.
+    fn append(&self, batch: StampedBatch) -> Result<Appended, StoreError>;
+    /// Newest sample of every series not older than `since_ms`, sorted by
+    /// family name and then labels.
+    fn latest(&self, since_ms: i64) -> Vec<LatestFamily>;
+    /// How many series the store holds.
+    fn series_count(&self) -> usize;
+}
