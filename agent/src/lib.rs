@@ -1,3 +1,133 @@
-//! Patrol's agent.
+//! Patrol's agent: measures its host every `interval` ([`host`]), queues
+//! each cycle as a numbered batch ([`spool`]) and streams the batches to the
+//! collector over mutual TLS ([`link`]), which acknowledges each once stored.
+//!
+//! [`run`] is the whole agent; the `patrol-agent` binary and `patrol up`
+//! call it with a config and a cancellation token.
 
+pub mod cli;
+pub mod config;
 pub mod host;
+pub mod link;
+pub mod spool;
+pub mod telemetry;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use patrol_shared::model::{now_ms, SampleSet};
+use patrol_shared::protocol::{Entry, Hello, PROTOCOL_VERSION};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use config::AgentConfig;
+
+use crate::host::HostMetrics;
+use crate::link::{Link, LinkCounters};
+use crate::spool::Spool;
+use crate::telemetry::{AgentTelemetry, CycleFacts};
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Tls(#[from] patrol_shared::tls::TlsError),
+}
+
+/// Runs the agent until `cancel` fires; on the way out it tells the
+/// collector goodbye.
+pub async fn run(config: AgentConfig, cancel: CancellationToken) -> Result<(), AgentError> {
+    let tls = patrol_shared::tls::client_config(&config.tls)?;
+    let spool = Arc::new(Spool::new(config.spool.max_bytes));
+    let counters = Arc::new(LinkCounters::default());
+    let link = Link {
+        config: config.collector.clone(),
+        tls,
+        spool: spool.clone(),
+        hello: hello(&config, spool.stream_id()),
+        counters: counters.clone(),
+    };
+    info!(interval = ?config.interval, collectors = ?config.collector.addresses, "agent starting");
+    let link_task = tokio::spawn(link.run(cancel.clone()));
+    collect_loop(&config, &spool, &counters, &cancel).await;
+    let _ = link_task.await;
+    info!("agent stopped");
+    Ok(())
+}
+
+/// Every `interval`: measure the host, add the agent's own metrics, queue.
+async fn collect_loop(
+    config: &AgentConfig,
+    spool: &Spool,
+    counters: &LinkCounters,
+    cancel: &CancellationToken,
+) {
+    let mut host = Some(HostMetrics::new(config.host.clone()));
+    let mut own = AgentTelemetry::default();
+    let mut ticker = tokio::time::interval(config.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let Some(mut metrics) = host.take() else {
+            return;
+        };
+        let started = Instant::now();
+        let timestamp_ms = now_ms();
+        // /proc reads and statfs block: keep them off the async threads.
+        let (metrics, cycle) = match tokio::task::spawn_blocking(move || {
+            let cycle = metrics.collect();
+            (metrics, cycle)
+        })
+        .await
+        {
+            Ok(done) => done,
+            Err(e) => {
+                warn!(error = %e, "host collection failed; stopping collection");
+                return;
+            }
+        };
+        host = Some(metrics);
+        let mut families = cycle.families;
+        let series = families.iter().map(|f| f.series.len()).sum();
+        families.extend(own.families(&CycleFacts {
+            reports: &cycle.reports,
+            cycle: started.elapsed(),
+            series,
+            spool: spool.stats(),
+            link: counters,
+        }));
+        let set = SampleSet {
+            timestamp_ms,
+            families,
+        };
+        if let Err(e) = spool.push(vec![Entry::Samples(set)]) {
+            warn!(error = %e, "cannot queue batch");
+        }
+    }
+}
+
+/// What the agent tells the collector about itself.
+fn hello(config: &AgentConfig, stream_id: u64) -> Hello {
+    use sysinfo::System;
+    Hello {
+        protocol_version: PROTOCOL_VERSION,
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        hostname: config
+            .hostname
+            .clone()
+            .or_else(|| System::host_name().ok())
+            .unwrap_or_default(),
+        os: System::long_os_version().unwrap_or_default(),
+        kernel: System::kernel_version().unwrap_or_default(),
+        boot_time: System::boot_time().map(|t| t as i64).unwrap_or(0),
+        labels: config
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        stream_id,
+    }
+}

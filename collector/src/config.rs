@@ -157,7 +157,8 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named_with_its_line() {
-        let (_d, path) = write("[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n[ingest]\nlisten_port = 1\n");
+        let (_d, path) =
+            write("[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n[ingest]\nlisten_port = 1\n");
         let err = CollectorConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("collector.toml:6:1"), "{err}");
         assert!(err.contains("listen_port"), "{err}");

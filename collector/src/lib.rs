@@ -4,6 +4,7 @@
 //! them together for the binaries (`patrol-collector` and `patrol up`) and
 //! for tests, which bind port 0 and read back the addresses.
 
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod ingest;
@@ -47,7 +48,10 @@ impl Running {
 }
 
 /// Binds both listeners and starts serving; stops when `cancel` fires.
-pub async fn start(config: CollectorConfig, cancel: CancellationToken) -> Result<Running, StartError> {
+pub async fn start(
+    config: CollectorConfig,
+    cancel: CancellationToken,
+) -> Result<Running, StartError> {
     let server_tls = patrol_shared::tls::server_config(&config.tls)?;
     let store: Arc<dyn storage::Store> = Arc::new(storage::latest::LatestStore::new());
     let telemetry = Arc::new(telemetry::Telemetry::new());

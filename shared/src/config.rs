@@ -65,6 +65,13 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// Parses a duration as people write it: "10s", "5m", "1h 30m", "365d".
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| {
+        format!("invalid duration {text:?}: {e} (expected e.g. \"10s\", \"5m\", \"2h\")")
+    })
+}
+
 /// Serde helpers for durations written as "10s", "5m", "1h 30m".
 pub mod duration {
     use super::*;
@@ -76,11 +83,7 @@ pub mod duration {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "invalid duration {text:?}: {e} (expected e.g. \"10s\", \"5m\", \"2h\")"
-            ))
-        })
+        parse_duration(&text).map_err(serde::de::Error::custom)
     }
 }
 

@@ -2,7 +2,7 @@
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn until_shutdown() {
-    use tokio::signal::unix::{SignalKind, signal};
+    use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => {

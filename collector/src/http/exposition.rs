@@ -115,9 +115,7 @@ mod tests {
         );
         assert!(text.contains("# TYPE node_cpu_seconds counter\n"), "{text}");
         assert!(text.contains("# HELP node_cpu_seconds Help with a \\\\ and\\nnewline.\n"));
-        assert!(text.contains(
-            "node_cpu_seconds_total{host=\"d\\\"b\"} 12.5 1700000000.123\n"
-        ));
+        assert!(text.contains("node_cpu_seconds_total{host=\"d\\\"b\"} 12.5 1700000000.123\n"));
         assert!(text.contains("node_load1{host=\"d\\\"b\"} NaN 1700000000.123\n"));
         assert!(text.contains("# TYPE odd_counter unknown\n"));
         assert!(text.contains("# TYPE patrol_ingest_connected_agents gauge"));

@@ -67,7 +67,10 @@ fn route(state: &HttpState, req: Request<Incoming>) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/metrics") => {
             let since = patrol_shared::model::now_ms() - STALE_AFTER.as_millis() as i64;
-            state.telemetry.series.set(state.store.series_count() as i64);
+            state
+                .telemetry
+                .series
+                .set(state.store.series_count() as i64);
             let body = exposition::render(&state.store.latest(since), &state.telemetry);
             respond(StatusCode::OK, exposition::CONTENT_TYPE, body)
         }
@@ -91,7 +94,8 @@ fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Ful
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
     if let Ok(value) = content_type.parse() {
-        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, value);
+        resp.headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, value);
     }
     resp
 }

@@ -26,10 +26,7 @@ pub async fn accept(
         .await
         .map_err(|_| Refusal {
             reason: "handshake_timeout",
-            detail: format!(
-                "no TLS handshake within {:?}",
-                ctx.limits.handshake_timeout
-            ),
+            detail: format!("no TLS handshake within {:?}", ctx.limits.handshake_timeout),
         })?
         .map_err(|e| Refusal {
             reason: classify(&e),
@@ -68,7 +65,9 @@ fn classify(err: &io::Error) -> &'static str {
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
                 "certificate_not_yet_valid"
             }
-            CertificateError::UnknownIssuer => "unknown_ca",
+            // Every Patrol CA has the same subject, so a certificate from
+            // another fleet's CA fails on the signature, not the name.
+            CertificateError::UnknownIssuer | CertificateError::BadSignature => "unknown_ca",
             CertificateError::Revoked => "certificate_revoked",
             _ => "bad_certificate",
         },

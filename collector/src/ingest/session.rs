@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use patrol_shared::codec::{self, FrameError};
-use patrol_shared::model::{Label, now_ms};
+use patrol_shared::model::{now_ms, Label};
 use patrol_shared::protocol::{
-    AgentMessage, Batch, CollectorMessage, Entry, Hello, PROTOCOL_VERSION, Welcome,
+    AgentMessage, Batch, CollectorMessage, Entry, Hello, Welcome, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::stamp::{self, Rejected};
-use super::{IngestContext, Peer, handshake};
+use super::{handshake, IngestContext, Peer};
 use crate::storage::{Appended, StampedBatch};
 
 /// Why a session ended; logged once.
@@ -110,7 +110,10 @@ impl Session<'_> {
                 Ok(hello)
             }
             Ok(AgentMessage::Hello(hello)) => Err(unsupported(hello.protocol_version)),
-            Ok(_) => Err(End::Refused("no_hello", "first message was not Hello".into())),
+            Ok(_) => Err(End::Refused(
+                "no_hello",
+                "first message was not Hello".into(),
+            )),
             Err(e) => match codec::peek_hello_version(&self.buf) {
                 Some(v) if !codec::version_supported(v) => Err(unsupported(v)),
                 _ => Err(End::Refused(e.reason(), e.to_string())),
@@ -165,9 +168,12 @@ impl Session<'_> {
         let mut sets = Vec::new();
         for entry in batch.entries {
             match entry {
-                Entry::Samples(set) => {
-                    sets.push(stamp::stamp(&self.host, &self.static_labels, set, &mut rejected))
-                }
+                Entry::Samples(set) => sets.push(stamp::stamp(
+                    &self.host,
+                    &self.static_labels,
+                    set,
+                    &mut rejected,
+                )),
                 Entry::Event(event) => {
                     info!(host = %self.host, kind = %event.kind, message = %event.message, "agent event")
                 }

@@ -147,7 +147,10 @@ mod tests {
         );
         assert_eq!(
             labels_of(&families),
-            vec![("host".into(), "db".into()), ("instance".into(), "db".into())]
+            vec![
+                ("host".into(), "db".into()),
+                ("instance".into(), "db".into())
+            ]
         );
     }
 

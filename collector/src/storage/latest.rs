@@ -132,7 +132,10 @@ mod tests {
             store.append(batch("db", 1, 1, 10, 1.0)).unwrap(),
             Appended::Applied { samples: 1 }
         );
-        assert_eq!(store.append(batch("db", 1, 1, 10, 9.0)).unwrap(), Appended::Duplicate);
+        assert_eq!(
+            store.append(batch("db", 1, 1, 10, 9.0)).unwrap(),
+            Appended::Duplicate
+        );
         assert_eq!(store.last_applied("db", 1), 1);
         assert_eq!(store.latest(0)[0].samples[0].value, 1.0);
     }

@@ -1,0 +1,241 @@
+//! The agent's config file (TOML). Defaults live here and only here;
+//! `load` reports every problem at once, each naming its key.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use patrol_shared::config::{self as cfg, ConfigError};
+use patrol_shared::tls::TlsFiles;
+use serde::{Deserialize, Serialize};
+
+use crate::host::HostConfig;
+
+/// The whole agent config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// How often host metrics are collected.
+    #[serde(with = "cfg::duration", default = "default_interval")]
+    pub interval: Duration,
+    /// The name this agent calls itself in its Hello (informational: the
+    /// collector files data under the certificate's name). Default: the
+    /// system host name.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// Static labels added to every series this agent sends.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub collector: CollectorLink,
+    pub tls: TlsFiles,
+    #[serde(default)]
+    pub spool: SpoolConfig,
+    #[serde(default)]
+    pub host: HostConfig,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// `[collector]`: where to send, and how to keep the link.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorLink {
+    /// `host:port` of each collector, tried in order.
+    pub addresses: Vec<String>,
+    /// The name the collector's certificate must carry; default: the host
+    /// part of the address being dialled.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    #[serde(with = "cfg::duration", default = "default_connect_timeout")]
+    pub connect_timeout: Duration,
+    /// Idle link check: a heartbeat goes out after this long without
+    /// traffic, and the link is dropped after three without an answer.
+    #[serde(with = "cfg::duration", default = "default_heartbeat")]
+    pub heartbeat: Duration,
+    /// Longest wait between reconnection attempts.
+    #[serde(with = "cfg::duration", default = "default_backoff_max")]
+    pub backoff_max: Duration,
+    /// Batches sent and not yet acknowledged, at most.
+    #[serde(default = "default_window")]
+    pub window: usize,
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_heartbeat() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_window() -> usize {
+    16
+}
+
+/// `[spool]`: batches waiting for the collector's acknowledgement.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// Bound on queued batches; past it the oldest are dropped and counted.
+    #[serde(with = "cfg::bytes")]
+    pub max_bytes: usize,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            max_bytes: 64 << 20,
+        }
+    }
+}
+
+impl AgentConfig {
+    /// Reads, resolves relative paths against the file's folder, validates.
+    pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+        let mut config: AgentConfig = cfg::load_toml(path)?;
+        config.tls.resolve(path.parent().unwrap_or(Path::new(".")));
+        let problems = config.problems();
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            });
+        }
+        Ok(config)
+    }
+
+    /// Every problem in the config, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.interval < Duration::from_millis(100) {
+            p.push(format!(
+                "interval: {:?} is too short (at least 100ms)",
+                self.interval
+            ));
+        }
+        let link = &self.collector;
+        if link.addresses.is_empty() {
+            p.push("collector.addresses: list at least one collector as \"host:port\"".into());
+        }
+        for (i, addr) in link.addresses.iter().enumerate() {
+            if split_host_port(addr).is_none() {
+                p.push(format!(
+                    "collector.addresses[{i}]: {addr:?} is not \"host:port\" (e.g. \"collector.example:9471\", \"[::1]:9471\")"
+                ));
+            }
+        }
+        for (key, d) in [
+            ("collector.connect_timeout", link.connect_timeout),
+            ("collector.heartbeat", link.heartbeat),
+            ("collector.backoff_max", link.backoff_max),
+        ] {
+            if d.is_zero() {
+                p.push(format!("{key}: must be over 0"));
+            }
+        }
+        if link.window == 0 {
+            p.push("collector.window: must be at least 1".into());
+        }
+        if self.spool.max_bytes < 64 << 10 {
+            p.push("spool.max_bytes: at least 64KiB".into());
+        }
+        if let Some(name) = &self.hostname {
+            if !patrol_shared::tls::is_valid_host_name(name) {
+                p.push(format!("hostname: {name:?} is not a host name"));
+            }
+        }
+        p.extend(self.host.validate());
+        p
+    }
+
+    /// The config `patrol up` writes for the local agent.
+    pub fn example(pki_dir: &Path, name: &str, collector: &str) -> AgentConfig {
+        AgentConfig {
+            interval: default_interval(),
+            hostname: None,
+            labels: BTreeMap::new(),
+            collector: CollectorLink {
+                addresses: vec![collector.to_owned()],
+                server_name: None,
+                connect_timeout: default_connect_timeout(),
+                heartbeat: default_heartbeat(),
+                backoff_max: default_backoff_max(),
+                window: default_window(),
+            },
+            tls: TlsFiles {
+                ca: pki_dir.join("ca.pem"),
+                cert: pki_dir.join(format!("{name}.pem")),
+                key: pki_dir.join(format!("{name}-key.pem")),
+            },
+            spool: SpoolConfig::default(),
+            host: HostConfig::default(),
+        }
+    }
+}
+
+/// Splits "host:port", "[v6]:port" into host and port.
+pub fn split_host_port(addr: &str) -> Option<(&str, u16)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    (!host.is_empty() && !host.contains(':') || addr.starts_with('[')).then_some((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<AgentConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, text).unwrap();
+        AgentConfig::load(&path)
+    }
+
+    const MINIMAL: &str =
+        "[collector]\naddresses = [\"127.0.0.1:9471\"]\n[tls]\nca = \"ca.pem\"\ncert = \"a.pem\"\nkey = \"a-key.pem\"\n";
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = load(MINIMAL).unwrap();
+        assert_eq!(c.interval, Duration::from_secs(10));
+        assert_eq!(c.collector.window, 16);
+        assert!(c.tls.ca.is_absolute());
+    }
+
+    #[test]
+    fn bad_address_and_interval_are_both_reported() {
+        let text = MINIMAL
+            .replace("127.0.0.1:9471", "nowhere")
+            .replace("[collector]", "interval = \"1ms\"\n[collector]");
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("collector.addresses[0]"), "{err}");
+        assert!(err.contains("interval"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_names_line() {
+        let err = load(&format!("{MINIMAL}[spool]\nmax_batches = 3\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":8:1"), "{err}");
+        assert!(err.contains("max_batches"), "{err}");
+    }
+
+    #[test]
+    fn host_ports_split() {
+        assert_eq!(
+            split_host_port("db.example:9471"),
+            Some(("db.example", 9471))
+        );
+        assert_eq!(split_host_port("[::1]:9471"), Some(("::1", 9471)));
+        assert_eq!(split_host_port("::1"), None);
+        assert_eq!(split_host_port("db:port"), None);
+    }
+}

@@ -1,0 +1,47 @@
+//! The subcommands and their arguments.
+
+mod pki;
+mod up;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Patrol: host monitoring and incidents for a fleet of Linux servers.
+#[derive(Parser)]
+#[command(version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a collector and an agent for this host in one process, creating
+    /// ./patrol-data (certificates, configs, data) on first use.
+    Up(up::UpArgs),
+    /// Manage the fleet's certificate authority and certificates.
+    Pki {
+        #[command(subcommand)]
+        command: pki::PkiCommand,
+    },
+    /// Run the agent alone (as `patrol-agent` does).
+    Agent(patrol_agent::cli::Args),
+    /// Run the collector alone (as `patrol-collector` does).
+    Collector(patrol_collector::cli::Args),
+}
+
+/// Runs the chosen subcommand.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up(args) => up::run(args),
+        Command::Pki { command } => pki::run(command),
+        Command::Agent(args) => patrol_agent::cli::main(args),
+        Command::Collector(args) => patrol_collector::cli::main(args),
+    }
+}
+
+/// Default folder for `patrol up`.
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("patrol-data")
+}
