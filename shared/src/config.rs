@@ -91,7 +91,13 @@ pub mod duration {
 pub mod bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// Writes whole KiB, MiB and GiB with their unit, anything else as a number.
     pub fn serialize<S: Serializer>(n: &usize, s: S) -> Result<S::Ok, S::Error> {
+        for (unit, factor) in [("GiB", 1usize << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+            if *n >= factor && n % factor == 0 {
+                return s.serialize_str(&format!("{}{unit}", n / factor));
+            }
+        }
         s.serialize_u64(*n as u64)
     }
 
@@ -171,5 +177,15 @@ mod tests {
         assert_eq!(s.interval, Duration::from_secs(60));
         assert_eq!(bytes::parse("100"), Some(100));
         assert_eq!(bytes::parse("3 parsecs"), None);
+        let text = toml::to_string(&Sized { size: 64 << 20 }).unwrap();
+        assert_eq!(text.trim(), "size = \"64MiB\"");
+        let text = toml::to_string(&Sized { size: 1000 }).unwrap();
+        assert_eq!(text.trim(), "size = 1000");
+    }
+
+    #[derive(serde::Serialize)]
+    struct Sized {
+        #[serde(with = "bytes")]
+        size: usize,
     }
 }

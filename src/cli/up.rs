@@ -31,9 +31,10 @@ const HEADER: &str = "# Written by `patrol up`; edit freely, it is reused on the
 
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let dir = &args.dir;
-    std::fs::create_dir_all(dir.join("data"))
-        .with_context(|| format!("cannot create the data folder {}", dir.display()))?;
     let pki_dir = dir.join("pki");
+    for folder in [dir.join("data"), pki_dir.clone()] {
+        create_private_dir(&folder)?;
+    }
     let agent_name = local_agent_name();
     prepare_pki(&pki_dir, &agent_name)?;
     let collector_path = dir.join("collector.toml");
@@ -63,12 +64,15 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         // The local agent always talks to the collector in this process.
         agent.collector.addresses = vec![dial_address(running.ingest_addr)];
         let agent_name = agent_cert_name(&agent);
-        let agent_task = tokio::spawn(patrol_agent::run(agent, cancel.clone()));
+        let agent_cancel = CancellationToken::new();
+        let agent_task = tokio::spawn(patrol_agent::run(agent, agent_cancel.clone()));
         print_banner(dir, &running, &agent_name);
         patrol_shared::signal::until_shutdown().await;
         eprintln!("stopping…");
-        cancel.cancel();
+        // The agent first, so its goodbye reaches a collector still running.
+        agent_cancel.cancel();
         let agent_result = agent_task.await;
+        cancel.cancel();
         running.wait().await;
         match agent_result {
             Ok(result) => result.map_err(anyhow::Error::from),
@@ -105,6 +109,19 @@ fn prepare_pki(pki_dir: &Path, agent_name: &str) -> anyhow::Result<()> {
             .write(pki_dir, agent_name, false)?;
     }
     Ok(())
+}
+
+/// Creates a folder only its owner can enter (keys and data live there).
+fn create_private_dir(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if path.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .with_context(|| format!("cannot create {}", path.display()))
 }
 
 fn write_if_absent<T: serde::Serialize>(path: &Path, config: &T) -> anyhow::Result<()> {

@@ -30,7 +30,9 @@ pub struct HttpState {
 
 /// Serves HTTP until `cancel` fires.
 pub async fn serve(listener: TcpListener, state: Arc<HttpState>, cancel: CancellationToken) {
-    info!(listen = ?listener.local_addr().ok(), "http listening");
+    if let Ok(addr) = listener.local_addr() {
+        info!(listen = %addr, "http listening");
+    }
     loop {
         let (tcp, peer) = tokio::select! {
             _ = cancel.cancelled() => break,

@@ -33,8 +33,9 @@ pub struct IngestContext {
 /// connection is closed at once and counted as refused.
 pub async fn serve(listener: TcpListener, ctx: Arc<IngestContext>, cancel: CancellationToken) {
     let slots = Arc::new(Semaphore::new(ctx.limits.max_connections));
-    let addr = listener.local_addr().ok();
-    info!(listen = ?addr, "ingest listening");
+    if let Ok(addr) = listener.local_addr() {
+        info!(listen = %addr, "ingest listening");
+    }
     loop {
         let (tcp, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
