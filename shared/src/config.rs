@@ -94,7 +94,7 @@ pub mod bytes {
     /// Writes whole KiB, MiB and GiB with their unit, anything else as a number.
     pub fn serialize<S: Serializer>(n: &usize, s: S) -> Result<S::Ok, S::Error> {
         for (unit, factor) in [("GiB", 1usize << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-            if *n >= factor && n % factor == 0 {
+            if *n >= factor && n.is_multiple_of(factor) {
                 return s.serialize_str(&format!("{}{unit}", n / factor));
             }
         }
