@@ -142,6 +142,21 @@ impl AgentConfig {
         if self.spool.max_bytes < 64 << 10 {
             p.push("spool.max_bytes: at least 64KiB".into());
         }
+        for name in self.labels.keys() {
+            let mut bytes = name.bytes();
+            let valid = matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+                && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !name.starts_with("__");
+            if !valid {
+                p.push(format!(
+                    "labels.{name}: not a label name (letters, digits and '_', not starting with a digit or '__')"
+                ));
+            } else if name == "host" || name == "instance" {
+                p.push(format!(
+                    "labels.{name}: set by the collector from the certificate; remove it"
+                ));
+            }
+        }
         if let Some(name) = &self.hostname {
             if !patrol_shared::tls::is_valid_host_name(name) {
                 p.push(format!("hostname: {name:?} is not a host name"));
@@ -217,6 +232,18 @@ mod tests {
         let err = load(&text).unwrap_err().to_string();
         assert!(err.contains("collector.addresses[0]"), "{err}");
         assert!(err.contains("interval"), "{err}");
+    }
+
+    #[test]
+    fn bad_label_names_are_reported() {
+        let err = load(&format!(
+            "{MINIMAL}[labels]\n\"2x\" = \"a\"\nhost = \"b\"\nrole = \"db\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("labels.2x"), "{err}");
+        assert!(err.contains("labels.host"), "{err}");
+        assert!(!err.contains("labels.role"), "{err}");
     }
 
     #[test]
