@@ -126,6 +126,14 @@ fn family<'a>(ours: &'a [Family], name: &str) -> &'a Family {
         .unwrap_or_else(|| panic!("we do not report {name}"))
 }
 
+fn label(labels: &[(String, String)], name: &str) -> String {
+    labels
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
 fn close(a: f64, b: f64, tolerance: f64) -> bool {
     (a - b).abs() <= tolerance * a.abs().max(b.abs()).max(1.0)
 }
@@ -204,13 +212,7 @@ fn host_metrics_agree_with_node_exporter() {
     }
 
     // The same filesystems, the same sizes.
-    let mount = |labels: &[(String, String)]| {
-        labels
-            .iter()
-            .find(|(n, _)| n == "mountpoint")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let mount = |labels: &[(String, String)]| label(labels, "mountpoint");
     let our_sizes: HashMap<String, f64> = family(&ours, "node_filesystem_size_bytes")
         .series
         .iter()
@@ -250,13 +252,7 @@ fn host_metrics_agree_with_node_exporter() {
         "cpu: {mine} vs {theirs_cpu}"
     );
     // The busiest interface both report (node_exporter 1.5 leaves out lo).
-    let device = |labels: &[(String, String)]| {
-        labels
-            .iter()
-            .find(|(n, _)| n == "device")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let device = |labels: &[(String, String)]| label(labels, "device");
     let our_rx: HashMap<String, f64> = family(&ours, "node_network_receive_bytes_total")
         .series
         .iter()

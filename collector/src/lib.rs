@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod ingest;
+mod listener;
 pub mod storage;
 pub mod telemetry;
 

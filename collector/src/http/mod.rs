@@ -13,7 +13,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::storage::Store;
 use crate::telemetry::Telemetry;
@@ -34,16 +34,8 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, cancel: Cancell
         info!(listen = %addr, "http listening");
     }
     loop {
-        let (tcp, peer) = tokio::select! {
-            _ = cancel.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    warn!(error = %e, "http accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let Some((tcp, peer)) = crate::listener::next(&listener, &cancel, "http").await else {
+            break;
         };
         let state = state.clone();
         let cancel = cancel.clone();

@@ -37,18 +37,8 @@ pub async fn serve(listener: TcpListener, ctx: Arc<IngestContext>, cancel: Cance
         info!(listen = %addr, "ingest listening");
     }
     loop {
-        let (tcp, peer) = tokio::select! {
-            _ = cancel.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off briefly
-                    // rather than spin.
-                    warn!(error = %e, "ingest accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let Some((tcp, peer)) = crate::listener::next(&listener, &cancel, "ingest").await else {
+            break;
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             ctx.telemetry.refuse("connection_limit");
