@@ -7,6 +7,7 @@
 //! step. For now the only store is [`latest::LatestStore`], which keeps the
 //! newest value of every series in memory; the durable store plugs in here.
 
+pub mod chunk;
 pub mod latest;
 
 use patrol_shared::model::Family;
