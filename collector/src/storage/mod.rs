@@ -8,6 +8,8 @@
 //! newest value of every series in memory; the durable store plugs in here.
 
 pub mod chunk;
+pub mod head;
+pub mod index;
 pub mod latest;
 
 use patrol_shared::model::Family;
