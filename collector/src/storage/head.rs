@@ -82,6 +82,15 @@ impl Head {
         Ok(closed)
     }
 
+    /// Sets a series' newest sample without a chunk: at start, from the
+    /// newest persisted chunk, so samples already there are refused.
+    pub fn seed(&mut self, id: SeriesId, t: i64, v: f64) {
+        let s = self.series.entry(id).or_default();
+        if s.last.is_none_or(|(last, _)| last < t) {
+            s.last = Some((t, v));
+        }
+    }
+
     /// The newest sample of a series.
     pub fn last(&self, id: SeriesId) -> Option<(i64, f64)> {
         self.series.get(&id).and_then(|s| s.last)

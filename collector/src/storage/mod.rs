@@ -8,6 +8,8 @@
 //! newest value of every series in memory; the durable store plugs in here.
 
 pub mod chunk;
+mod commit;
+pub mod disk;
 pub mod head;
 pub mod index;
 pub mod latest;
@@ -15,7 +17,7 @@ pub mod latest;
 use patrol_shared::model::Family;
 
 /// A batch ready to store: from one host's stream, labels stamped.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StampedBatch {
     pub host: String,
     pub stream_id: u64,
@@ -70,4 +72,24 @@ pub trait Store: Send + Sync + 'static {
     fn latest(&self, since_ms: i64) -> Vec<LatestFamily>;
     /// How many series the store holds.
     fn series_count(&self) -> usize;
+    /// Figures for the collector's own metrics.
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            series: self.series_count() as u64,
+            ..StoreStats::default()
+        }
+    }
+}
+
+/// What the store reports about itself (`patrol_storage_*`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StoreStats {
+    pub series: u64,
+    pub samples_appended: u64,
+    pub samples_out_of_order: u64,
+    pub samples_duplicate: u64,
+    pub chunks_written: u64,
+    pub wal_records: u64,
+    pub bytes_on_disk: u64,
+    pub last_flush_seconds: f64,
 }

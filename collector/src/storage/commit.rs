@@ -1,0 +1,97 @@
+//! Group commit: many appenders, one flush. Each appender writes to sled,
+//! then waits until a flush that began after its write has finished; a
+//! single thread does the flushing, so a burst of batches from many agents
+//! shares one fsync.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+struct State {
+    requested: u64,
+    done: u64,
+    /// The error of the last flush, cleared by the next good one.
+    error: Option<String>,
+    stop: bool,
+    last_flush: Duration,
+}
+
+/// See the module comment.
+pub struct Committer {
+    state: Arc<(Mutex<State>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Committer {
+    /// Starts the flushing thread for `db`.
+    pub fn start(db: sled::Db) -> std::io::Result<Committer> {
+        let state: Arc<(Mutex<State>, Condvar)> = Arc::default();
+        let shared = state.clone();
+        let thread = std::thread::Builder::new()
+            .name("patrol-flush".into())
+            .spawn(move || flush_loop(&db, &shared))?;
+        Ok(Committer {
+            state,
+            thread: Some(thread),
+        })
+    }
+
+    /// Returns once everything written before the call is on disk.
+    pub fn wait_durable(&self) -> Result<(), String> {
+        let (lock, cv) = &*self.state;
+        let mut s = lock.lock().unwrap_or_else(|p| p.into_inner());
+        s.requested += 1;
+        let mine = s.requested;
+        cv.notify_all();
+        while s.done < mine && !s.stop {
+            s = cv.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        match &s.error {
+            Some(e) => Err(e.clone()),
+            None if s.done >= mine => Ok(()),
+            None => Err("storage is shutting down".into()),
+        }
+    }
+
+    /// How long the last flush took.
+    pub fn last_flush(&self) -> Duration {
+        let (lock, _) = &*self.state;
+        lock.lock().unwrap_or_else(|p| p.into_inner()).last_flush
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.state;
+        lock.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
+        cv.notify_all();
+        // The thread holds a handle on the database: wait for it, so the
+        // database is closed when the store is dropped.
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn flush_loop(db: &sled::Db, state: &(Mutex<State>, Condvar)) {
+    let (lock, cv) = state;
+    loop {
+        let target = {
+            let mut s = lock.lock().unwrap_or_else(|p| p.into_inner());
+            while s.requested == s.done && !s.stop {
+                s = cv.wait(s).unwrap_or_else(|p| p.into_inner());
+            }
+            if s.stop {
+                return;
+            }
+            s.requested
+        };
+        let started = Instant::now();
+        let result = db.flush();
+        let mut s = lock.lock().unwrap_or_else(|p| p.into_inner());
+        s.last_flush = started.elapsed();
+        s.error = result.err().map(|e| format!("flush failed: {e}"));
+        s.done = target;
+        cv.notify_all();
+    }
+}

@@ -1,0 +1,607 @@
+//! The durable store on sled: series index, head, write-ahead log and
+//! closed chunks (DESIGN.md, "Storage").
+//!
+//! Trees: `series` (id → labels), `meta` (metric name → type and help),
+//! `streams` (host → stream id and highest applied seq), `wal` (record
+//! number → batch) and `chunks` ((series id, max time) → Gorilla chunk).
+//! A batch goes into the WAL, together with its stream's new seq in one
+//! transaction, before it is applied to the head; `append` returns once a
+//! (grouped) flush has made it durable, and only then does ingest ack. At
+//! start the series are loaded, each series' newest persisted sample seeds
+//! the head, and the WAL is replayed. WAL records are deleted once every
+//! sample in them is in a closed chunk.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use sled::Transactional;
+
+use patrol_shared::model::MetricKind;
+
+use super::chunk::ChunkReader;
+use super::commit::Committer;
+use super::head::{ClosedChunk, Head};
+use super::index::{Labels, Matcher, SeriesId, SeriesIndex};
+use super::{Appended, LatestFamily, LatestSample, StampedBatch, Store, StoreError, StoreStats};
+
+/// One series and its samples in a time range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSamples {
+    pub labels: Labels,
+    pub samples: Vec<(i64, f64)>,
+}
+
+struct Trees {
+    series: sled::Tree,
+    meta: sled::Tree,
+    streams: sled::Tree,
+    wal: sled::Tree,
+    chunks: sled::Tree,
+}
+
+struct Inner {
+    index: SeriesIndex,
+    head: Head,
+    meta: BTreeMap<String, (MetricKind, String)>,
+    streams: HashMap<String, (u64, u64)>,
+    /// WAL record numbers and the newest sample time in each, oldest first.
+    wal: VecDeque<(u64, i64)>,
+    next_wal: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    samples: AtomicU64,
+    out_of_order: AtomicU64,
+    duplicate: AtomicU64,
+    chunks_written: AtomicU64,
+}
+
+/// See the module comment.
+pub struct DiskStore {
+    db: sled::Db,
+    trees: Trees,
+    inner: Mutex<Inner>,
+    committer: Committer,
+    counters: Counters,
+}
+
+fn sled_err(e: sled::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    bincode::serde::encode_to_vec(v, bincode::config::standard())
+        .map_err(|e| StoreError::Unavailable(format!("encode: {e}")))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(v, _)| v)
+        .map_err(|e| StoreError::Unavailable(format!("corrupt {what} record: {e}")))
+}
+
+/// (series id, max time) as a key that sorts by id, then time.
+fn chunk_key(id: SeriesId, max_t: i64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&id.to_be_bytes());
+    key[8..].copy_from_slice(&((max_t as u64) ^ (1 << 63)).to_be_bytes());
+    key
+}
+
+fn chunk_key_parts(key: &[u8]) -> Option<(SeriesId, i64)> {
+    let id = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
+    let t = u64::from_be_bytes(key.get(8..16)?.try_into().ok()?) ^ (1 << 63);
+    Some((id, t as i64))
+}
+
+impl DiskStore {
+    /// Opens (or creates) the store in `path` and replays its WAL.
+    pub fn open(path: &Path) -> Result<DiskStore, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(16 << 20)
+            .open()
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        let open = |name: &str| db.open_tree(name).map_err(sled_err);
+        let trees = Trees {
+            series: open("series")?,
+            meta: open("meta")?,
+            streams: open("streams")?,
+            wal: open("wal")?,
+            chunks: open("chunks")?,
+        };
+        let committer = Committer::start(db.clone())
+            .map_err(|e| StoreError::Unavailable(format!("cannot start flush thread: {e}")))?;
+        let store = DiskStore {
+            db,
+            inner: Mutex::new(Inner {
+                index: SeriesIndex::new(),
+                head: Head::default(),
+                meta: BTreeMap::new(),
+                streams: HashMap::new(),
+                wal: VecDeque::new(),
+                next_wal: 1,
+            }),
+            trees,
+            committer,
+            counters: Counters::default(),
+        };
+        store.load()?;
+        Ok(store)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Rebuilds memory from the trees: index, metadata, streams, the head
+    /// seeded with each series' newest persisted sample, then the WAL.
+    fn load(&self) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for item in self.trees.series.iter() {
+            let (k, v) = item.map_err(sled_err)?;
+            let id = u64::from_be_bytes(
+                k.as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Unavailable("corrupt series key".into()))?,
+            );
+            inner.index.insert(decode(&v, "series")?, Some(id));
+        }
+        for item in self.trees.meta.iter() {
+            let (k, v) = item.map_err(sled_err)?;
+            let name = String::from_utf8_lossy(&k).into_owned();
+            inner.meta.insert(name, decode(&v, "meta")?);
+        }
+        for item in self.trees.streams.iter() {
+            let (k, v) = item.map_err(sled_err)?;
+            let host = String::from_utf8_lossy(&k).into_owned();
+            inner.streams.insert(host, decode(&v, "stream")?);
+        }
+        let mut newest: HashMap<SeriesId, sled::IVec> = HashMap::new();
+        for item in self.trees.chunks.iter() {
+            let (k, v) = item.map_err(sled_err)?;
+            if let Some((id, _)) = chunk_key_parts(&k) {
+                newest.insert(id, v);
+            }
+        }
+        for (id, bytes) in newest {
+            if let Some(Ok((t, v))) = ChunkReader::new(&bytes).ok().and_then(|r| r.last()) {
+                inner.head.seed(id, t, v);
+            }
+        }
+        let mut closed = Vec::new();
+        for item in self.trees.wal.iter() {
+            let (k, v) = item.map_err(sled_err)?;
+            let number = u64::from_be_bytes(
+                k.as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Unavailable("corrupt WAL key".into()))?,
+            );
+            let batch: StampedBatch = decode(&v, "WAL")?;
+            let newest = batch.sets.iter().map(|(t, _)| *t).max().unwrap_or(i64::MIN);
+            let (_, chunks) = self.apply(&mut inner, batch, false)?;
+            closed.extend(chunks);
+            inner.wal.push_back((number, newest));
+            inner.next_wal = number + 1;
+        }
+        self.write_chunks(&closed)?;
+        tracing::info!(
+            series = inner.index.len(),
+            wal_records = inner.wal.len(),
+            "storage loaded"
+        );
+        Ok(())
+    }
+
+    /// Applies a batch to index, metadata and head; returns the samples
+    /// taken and the chunks the head closed (not yet written).
+    fn apply(
+        &self,
+        inner: &mut Inner,
+        batch: StampedBatch,
+        count: bool,
+    ) -> Result<(usize, Vec<ClosedChunk>), StoreError> {
+        let mut taken = 0;
+        let mut closed = Vec::new();
+        for (t, families) in batch.sets {
+            for family in families {
+                let meta = (family.kind, family.help);
+                if inner.meta.get(&family.name) != Some(&meta) {
+                    self.trees
+                        .meta
+                        .insert(family.name.as_bytes(), encode(&meta)?)
+                        .map_err(sled_err)?;
+                    inner.meta.insert(family.name.clone(), meta);
+                }
+                for series in family.series {
+                    let mut labels = series.labels;
+                    labels.push(("__name__".into(), family.name.clone()));
+                    labels.sort();
+                    let id = match inner.index.get(&labels) {
+                        Some(id) => id,
+                        None => {
+                            let id = inner.index.next_id();
+                            self.trees
+                                .series
+                                .insert(id.to_be_bytes(), encode(&labels)?)
+                                .map_err(sled_err)?;
+                            inner.index.insert(labels, Some(id))
+                        }
+                    };
+                    match inner.head.append(id, t, series.value) {
+                        Ok(cut) => {
+                            taken += 1;
+                            closed.extend(cut);
+                        }
+                        Err(rejection) if count => {
+                            let counter = match rejection {
+                                super::head::Rejection::OutOfOrder => &self.counters.out_of_order,
+                                super::head::Rejection::Duplicate => &self.counters.duplicate,
+                            };
+                            counter.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
+        Ok((taken, closed))
+    }
+
+    fn write_chunks(&self, chunks: &[ClosedChunk]) -> Result<(), StoreError> {
+        for c in chunks {
+            self.trees
+                .chunks
+                .insert(chunk_key(c.series, c.max_t), c.bytes.as_slice())
+                .map_err(sled_err)?;
+        }
+        self.counters
+            .chunks_written
+            .fetch_add(chunks.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Series matching `matchers` with their samples in [mint, maxt],
+    /// persisted chunks first, then the head.
+    pub fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesSamples>, StoreError> {
+        let inner = self.lock();
+        let mut out = Vec::new();
+        for id in inner.index.select(matchers) {
+            let mut samples = Vec::new();
+            let range = chunk_key(id, mint)..=chunk_key(id, i64::MAX);
+            for item in self.trees.chunks.range(range) {
+                let (_, bytes) = item.map_err(sled_err)?;
+                let reader = ChunkReader::new(&bytes)
+                    .map_err(|e| StoreError::Unavailable(format!("chunk of series {id}: {e}")))?;
+                let mut past_end = false;
+                for sample in reader {
+                    let (t, v) = sample.map_err(|e| {
+                        StoreError::Unavailable(format!("chunk of series {id}: {e}"))
+                    })?;
+                    if t > maxt {
+                        past_end = true;
+                        break;
+                    }
+                    if t >= mint {
+                        samples.push((t, v));
+                    }
+                }
+                if past_end {
+                    break;
+                }
+            }
+            samples.extend(inner.head.samples(id, mint, maxt));
+            if !samples.is_empty() {
+                let labels = inner.index.labels(id).cloned().unwrap_or_default();
+                out.push(SeriesSamples { labels, samples });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Background upkeep at time `now_ms`: close chunks of series quiet for
+    /// two hours, delete WAL records wholly in closed chunks, and delete
+    /// chunks older than `retention_ms`.
+    pub fn maintain(&self, now_ms: i64, retention_ms: i64) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let idle = inner
+            .head
+            .close_idle(now_ms.saturating_sub(super::head::MAX_CHUNK_SPAN_MS));
+        self.write_chunks(&idle)?;
+        let keep_from = inner.head.min_open_time().unwrap_or(i64::MAX);
+        let done = inner
+            .wal
+            .iter()
+            .take_while(|(_, newest)| *newest < keep_from)
+            .count();
+        if done > 0 {
+            // The chunks holding these samples must be durable first.
+            self.db.flush().map_err(sled_err)?;
+            for (number, _) in inner.wal.drain(..done) {
+                self.trees
+                    .wal
+                    .remove(number.to_be_bytes())
+                    .map_err(sled_err)?;
+            }
+        }
+        drop(inner);
+        let cutoff = now_ms.saturating_sub(retention_ms);
+        let mut old = Vec::new();
+        for item in self.trees.chunks.iter().keys() {
+            let key = item.map_err(sled_err)?;
+            if chunk_key_parts(&key).is_some_and(|(_, max_t)| max_t < cutoff) {
+                old.push(key);
+            }
+        }
+        for key in old {
+            self.trees.chunks.remove(key).map_err(sled_err)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes the database takes on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+impl Store for DiskStore {
+    fn last_applied(&self, host: &str, stream_id: u64) -> u64 {
+        match self.lock().streams.get(host) {
+            Some((stream, seq)) if *stream == stream_id => *seq,
+            _ => 0,
+        }
+    }
+
+    fn append(&self, batch: StampedBatch) -> Result<Appended, StoreError> {
+        let mut inner = self.lock();
+        let last = match inner.streams.get(&batch.host) {
+            Some((stream, seq)) if *stream == batch.stream_id => *seq,
+            _ => 0,
+        };
+        if batch.seq <= last {
+            return Ok(Appended::Duplicate);
+        }
+        let number = inner.next_wal;
+        let record = encode(&batch)?;
+        let stream = encode(&(batch.stream_id, batch.seq))?;
+        (&self.trees.wal, &self.trees.streams)
+            .transaction(|(wal, streams)| {
+                wal.insert(&number.to_be_bytes(), record.as_slice())?;
+                streams.insert(batch.host.as_bytes(), stream.as_slice())?;
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| StoreError::Unavailable(format!("WAL write: {e:?}")))?;
+        inner.next_wal += 1;
+        inner
+            .streams
+            .insert(batch.host.clone(), (batch.stream_id, batch.seq));
+        let newest = batch.sets.iter().map(|(t, _)| *t).max().unwrap_or(i64::MIN);
+        inner.wal.push_back((number, newest));
+        let (samples, closed) = self.apply(&mut inner, batch, true)?;
+        self.write_chunks(&closed)?;
+        drop(inner);
+        self.committer
+            .wait_durable()
+            .map_err(StoreError::Unavailable)?;
+        self.counters
+            .samples
+            .fetch_add(samples as u64, Ordering::Relaxed);
+        Ok(Appended::Applied { samples })
+    }
+
+    fn latest(&self, since_ms: i64) -> Vec<LatestFamily> {
+        let inner = self.lock();
+        let mut families: BTreeMap<&str, LatestFamily> = BTreeMap::new();
+        for id in inner.index.select(&[]) {
+            let (Some(labels), Some((t, v))) = (inner.index.labels(id), inner.head.last(id)) else {
+                continue;
+            };
+            if t < since_ms {
+                continue;
+            }
+            let Some((_, name)) = labels.iter().find(|(n, _)| n == "__name__") else {
+                continue;
+            };
+            let family = families.entry(name.as_str()).or_insert_with(|| {
+                let (kind, help) = inner
+                    .meta
+                    .get(name)
+                    .cloned()
+                    .unwrap_or((MetricKind::Unknown, String::new()));
+                LatestFamily {
+                    name: name.clone(),
+                    help,
+                    kind,
+                    samples: Vec::new(),
+                }
+            });
+            family.samples.push(LatestSample {
+                labels: labels
+                    .iter()
+                    .filter(|(n, _)| n != "__name__")
+                    .cloned()
+                    .collect(),
+                value: v,
+                timestamp_ms: t,
+            });
+        }
+        families
+            .into_values()
+            .map(|mut f| {
+                f.samples.sort_by(|a, b| a.labels.cmp(&b.labels));
+                f
+            })
+            .collect()
+    }
+
+    fn series_count(&self) -> usize {
+        self.lock().index.len()
+    }
+
+    fn stats(&self) -> StoreStats {
+        let inner = self.lock();
+        StoreStats {
+            series: inner.index.len() as u64,
+            samples_appended: self.counters.samples.load(Ordering::Relaxed),
+            samples_out_of_order: self.counters.out_of_order.load(Ordering::Relaxed),
+            samples_duplicate: self.counters.duplicate.load(Ordering::Relaxed),
+            chunks_written: self.counters.chunks_written.load(Ordering::Relaxed),
+            wal_records: inner.wal.len() as u64,
+            bytes_on_disk: self.db.size_on_disk().unwrap_or(0),
+            last_flush_seconds: self.committer.last_flush().as_secs_f64(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use patrol_shared::model::Family;
+
+    fn batch(host: &str, stream: u64, seq: u64, samples: &[(i64, f64)]) -> StampedBatch {
+        let sets = samples
+            .iter()
+            .map(|(t, v)| {
+                let mut f = Family::gauge("node_load1", "1m load average.");
+                f.push(&[("host", host), ("instance", host)], *v);
+                let mut c = Family::counter("node_cpu_seconds_total", "cpu");
+                c.push(
+                    &[
+                        ("cpu", "0"),
+                        ("host", host),
+                        ("instance", host),
+                        ("mode", "idle"),
+                    ],
+                    *v * 2.0,
+                );
+                (*t, vec![f, c])
+            })
+            .collect();
+        StampedBatch {
+            host: host.into(),
+            stream_id: stream,
+            seq,
+            sets,
+        }
+    }
+
+    fn load1(store: &DiskStore) -> Vec<(i64, u64)> {
+        let found = store
+            .select(
+                &[Matcher::equal("__name__", "node_load1")],
+                i64::MIN,
+                i64::MAX,
+            )
+            .unwrap();
+        found
+            .iter()
+            .flat_map(|s| s.samples.iter().map(|(t, v)| (*t, v.to_bits())))
+            .collect()
+    }
+
+    #[test]
+    fn replayed_batch_is_stored_once_even_after_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = DiskStore::open(dir.path()).unwrap();
+            assert_eq!(
+                store.append(batch("db", 7, 1, &[(1000, 1.0)])).unwrap(),
+                Appended::Applied { samples: 2 }
+            );
+            assert_eq!(
+                store.append(batch("db", 7, 1, &[(1000, 1.0)])).unwrap(),
+                Appended::Duplicate
+            );
+        }
+        let store = DiskStore::open(dir.path()).unwrap();
+        assert_eq!(store.last_applied("db", 7), 1);
+        assert_eq!(
+            store.append(batch("db", 7, 1, &[(1000, 1.0)])).unwrap(),
+            Appended::Duplicate
+        );
+        assert_eq!(load1(&store), [(1000, 1.0f64.to_bits())]);
+    }
+
+    #[test]
+    fn restart_reads_back_the_same_samples_from_chunks_and_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let samples: Vec<(i64, f64)> = (0..300)
+            .map(|i| {
+                (
+                    1_700_000_000_000 + i * 10_000,
+                    if i == 7 { f64::NAN } else { i as f64 * 0.25 },
+                )
+            })
+            .collect();
+        let before = {
+            let store = DiskStore::open(dir.path()).unwrap();
+            for (seq, chunk) in samples.chunks(10).enumerate() {
+                store.append(batch("db", 1, seq as u64 + 1, chunk)).unwrap();
+            }
+            // 300 samples: two chunks closed, the rest in the head and WAL.
+            assert!(store.stats().chunks_written >= 4, "{:?}", store.stats());
+            let latest = store.latest(0);
+            (load1(&store), latest)
+        };
+        let want: Vec<(i64, u64)> = samples.iter().map(|(t, v)| (*t, v.to_bits())).collect();
+        assert_eq!(before.0, want);
+        let store = DiskStore::open(dir.path()).unwrap();
+        assert_eq!(load1(&store), want, "identical after restart");
+        assert_eq!(format!("{:?}", store.latest(0)), format!("{:?}", before.1));
+        assert_eq!(store.series_count(), 2);
+    }
+
+    #[test]
+    fn out_of_order_samples_are_counted_and_do_not_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        store.append(batch("db", 1, 1, &[(2000, 1.0)])).unwrap();
+        store
+            .append(batch("db", 1, 2, &[(1000, 9.0), (2000, 9.0), (3000, 3.0)]))
+            .unwrap();
+        assert_eq!(
+            load1(&store),
+            [(2000, 1.0f64.to_bits()), (3000, 3.0f64.to_bits())]
+        );
+        let stats = store.stats();
+        assert_eq!(
+            (stats.samples_out_of_order, stats.samples_duplicate),
+            (2, 2)
+        );
+    }
+
+    #[test]
+    fn wal_is_truncated_behind_closed_chunks_and_retention_frees_old_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        let hour = 3_600_000;
+        for seq in 0..130 {
+            store
+                .append(batch("db", 1, seq + 1, &[(seq as i64 * 60_000, 1.0)]))
+                .unwrap();
+        }
+        assert_eq!(store.stats().wal_records, 130);
+        // Three hours later, every series is quiet: its chunks close.
+        let now = 130 * 60_000 + 3 * hour;
+        store.maintain(now, 30 * 24 * hour).unwrap();
+        assert_eq!(store.stats().wal_records, 0);
+        assert_eq!(load1(&store).len(), 130);
+        // Thirty days on, retention removes them.
+        store
+            .maintain(now + 31 * 24 * hour, 30 * 24 * hour)
+            .unwrap();
+        assert!(load1(&store).is_empty());
+        drop(store);
+        let store = DiskStore::open(dir.path()).unwrap();
+        assert!(load1(&store).is_empty(), "nothing comes back from the WAL");
+    }
+}
