@@ -72,7 +72,7 @@ fn measure_agent(dir: &Path, interval: Duration, cycles: u32) -> Footprint {
         .and_then(|i| i.write(dir, "bench", false))
         .expect("agent cert");
     let (ingest, http) = (free_port(), free_port());
-    let mut collector = CollectorConfig::example(dir);
+    let mut collector = CollectorConfig::example(dir, &dir.join("data"));
     collector.ingest.listen = format!("127.0.0.1:{ingest}").parse().expect("addr");
     collector.http.listen = format!("127.0.0.1:{http}").parse().expect("addr");
     let mut agent = AgentConfig::example(dir, "bench", &format!("127.0.0.1:{ingest}"));

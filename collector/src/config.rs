@@ -3,7 +3,7 @@
 //! here and only here; `validate` reports every problem at once.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use patrol_shared::codec::{DEFAULT_MAX_FRAME_BYTES, MAX_FRAME_BYTES_LIMIT};
@@ -20,6 +20,28 @@ pub struct CollectorConfig {
     pub tls: TlsFiles,
     #[serde(default)]
     pub http: HttpConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// `[storage]`: where the time series live and for how long.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// The database folder (relative to the config file's folder).
+    pub path: PathBuf,
+    /// Samples older than this are deleted in the background.
+    #[serde(with = "cfg::duration")]
+    pub retention: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: PathBuf::from("data"),
+            retention: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
 }
 
 /// `[ingest]`: the mTLS listener agents connect to.
@@ -72,6 +94,9 @@ impl CollectorConfig {
         let mut config: CollectorConfig = cfg::load_toml(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.tls.resolve(base);
+        if config.storage.path.is_relative() {
+            config.storage.path = base.join(&config.storage.path);
+        }
         config.validate(path)?;
         Ok(config)
     }
@@ -98,6 +123,9 @@ impl CollectorConfig {
                 problems.push(format!("{key}: must be over 0"));
             }
         }
+        if self.storage.retention < Duration::from_secs(3600) {
+            problems.push("storage.retention: at least 1h".into());
+        }
         if i.listen == self.http.listen {
             problems.push(format!(
                 "http.listen: {} is also ingest.listen; they need different ports",
@@ -119,8 +147,9 @@ impl CollectorConfig {
         }
     }
 
-    /// A config for `dir`'s PKI files, as `patrol up` writes it.
-    pub fn example(pki_dir: &Path) -> CollectorConfig {
+    /// A config for `pki_dir`'s certificate files and a database in
+    /// `data_dir`, as `patrol up` writes it.
+    pub fn example(pki_dir: &Path, data_dir: &Path) -> CollectorConfig {
         CollectorConfig {
             ingest: IngestConfig::default(),
             tls: TlsFiles {
@@ -129,6 +158,10 @@ impl CollectorConfig {
                 key: pki_dir.join("collector-key.pem"),
             },
             http: HttpConfig::default(),
+            storage: StorageConfig {
+                path: data_dir.to_owned(),
+                ..StorageConfig::default()
+            },
         }
     }
 }
@@ -136,7 +169,6 @@ impl CollectorConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
     fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();

@@ -26,6 +26,8 @@ pub use config::CollectorConfig;
 pub enum StartError {
     #[error(transparent)]
     Tls(#[from] patrol_shared::tls::TlsError),
+    #[error("storage: {0}")]
+    Storage(#[from] storage::StoreError),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         addr: SocketAddr,
@@ -54,7 +56,12 @@ pub async fn start(
     cancel: CancellationToken,
 ) -> Result<Running, StartError> {
     let server_tls = patrol_shared::tls::server_config(&config.tls)?;
-    let store: Arc<dyn storage::Store> = Arc::new(storage::latest::LatestStore::new());
+    let path = config.storage.path.clone();
+    let disk = tokio::task::spawn_blocking(move || storage::disk::DiskStore::open(&path))
+        .await
+        .map_err(|e| storage::StoreError::Unavailable(format!("open task failed: {e}")))??;
+    let disk = Arc::new(disk);
+    let store: Arc<dyn storage::Store> = disk.clone();
     let telemetry = Arc::new(telemetry::Telemetry::new());
     let ingest_listener = bind(config.ingest.listen, "ingest.listen").await?;
     let http_listener = bind(config.http.listen, "http.listen").await?;
@@ -71,7 +78,12 @@ pub async fn start(
     let http_state = Arc::new(http::HttpState { store, telemetry });
     let mut tasks = JoinSet::new();
     tasks.spawn(ingest::serve(ingest_listener, ingest_ctx, cancel.clone()));
-    tasks.spawn(http::serve(http_listener, http_state, cancel));
+    tasks.spawn(http::serve(http_listener, http_state, cancel.clone()));
+    tasks.spawn(storage::maintenance::run(
+        disk,
+        config.storage.retention,
+        cancel,
+    ));
     Ok(Running {
         ingest_addr,
         http_addr,

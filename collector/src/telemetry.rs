@@ -31,7 +31,6 @@ pub struct Telemetry {
     pub batches: Family<ResultLabel, Counter>,
     pub samples_ingested: Counter,
     pub samples_rejected: Family<ReasonLabel, Counter>,
-    pub series: Gauge,
 }
 
 impl Telemetry {
@@ -47,7 +46,6 @@ impl Telemetry {
             batches: Family::default(),
             samples_ingested: Counter::default(),
             samples_rejected: Family::default(),
-            series: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -94,11 +92,6 @@ impl Telemetry {
             "ingest_samples_rejected",
             "Samples dropped at ingest, by reason",
             t.samples_rejected.clone(),
-        );
-        registry.register(
-            "storage_series",
-            "Series held by the store",
-            t.series.clone(),
         );
         registry.register(
             "build",

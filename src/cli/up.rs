@@ -39,7 +39,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     prepare_pki(&pki_dir, &agent_name)?;
     let collector_path = dir.join("collector.toml");
     let agent_path = dir.join("agent.toml");
-    write_if_absent(&collector_path, &CollectorConfig::example(Path::new("pki")))?;
+    write_if_absent(
+        &collector_path,
+        &CollectorConfig::example(Path::new("pki"), Path::new("data")),
+    )?;
     write_if_absent(
         &agent_path,
         &AgentConfig::example(Path::new("pki"), &agent_name, "127.0.0.1:9471"),

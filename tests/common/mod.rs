@@ -58,7 +58,7 @@ impl TestPki {
 
 /// A collector config on loopback with ephemeral ports and short timeouts.
 pub fn collector_config(pki: &TestPki) -> CollectorConfig {
-    let mut config = CollectorConfig::example(pki.path());
+    let mut config = CollectorConfig::example(pki.path(), &pki.path().join("data"));
     config.tls = pki.issue(Role::Collector, "collector");
     config.ingest.listen = "127.0.0.1:0".parse().unwrap();
     config.http.listen = "127.0.0.1:0".parse().unwrap();

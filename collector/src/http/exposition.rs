@@ -5,18 +5,19 @@ use std::fmt::Write;
 
 use patrol_shared::model::MetricKind;
 
-use crate::storage::LatestFamily;
+use crate::storage::{LatestFamily, StoreStats};
 use crate::telemetry::Telemetry;
 
 /// The content type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Agents' series first, then the collector's own, then `# EOF`.
-pub fn render(families: &[LatestFamily], telemetry: &Telemetry) -> String {
+pub fn render(families: &[LatestFamily], store: &StoreStats, telemetry: &Telemetry) -> String {
     let mut out = String::with_capacity(256 * families.len() + 4096);
     for family in families {
         render_family(&mut out, family);
     }
+    render_store(&mut out, store);
     // Writing to a String cannot fail.
     let _ = prometheus_client::encoding::text::encode_registry(&mut out, &telemetry.registry);
     out.push_str("# EOF\n");
@@ -57,6 +58,72 @@ fn render_family(out: &mut String, family: &LatestFamily) {
             sample.timestamp_ms.div_euclid(1000),
             sample.timestamp_ms.rem_euclid(1000)
         );
+    }
+}
+
+/// The store's figures, as of now (no timestamps).
+fn render_store(out: &mut String, s: &StoreStats) {
+    let families: [(&str, &str, &str, Vec<(&str, f64)>); 7] = [
+        (
+            "patrol_storage_series",
+            "gauge",
+            "Series in the store.",
+            vec![("", s.series as f64)],
+        ),
+        (
+            "patrol_storage_samples_appended",
+            "counter",
+            "Samples appended to the store.",
+            vec![("", s.samples_appended as f64)],
+        ),
+        (
+            "patrol_storage_samples_rejected",
+            "counter",
+            "Samples refused by the store, by reason.",
+            vec![
+                ("out_of_order", s.samples_out_of_order as f64),
+                ("duplicate", s.samples_duplicate as f64),
+            ],
+        ),
+        (
+            "patrol_storage_chunks_written",
+            "counter",
+            "Closed chunks written.",
+            vec![("", s.chunks_written as f64)],
+        ),
+        (
+            "patrol_storage_wal_records",
+            "gauge",
+            "Records in the write-ahead log.",
+            vec![("", s.wal_records as f64)],
+        ),
+        (
+            "patrol_storage_disk_bytes",
+            "gauge",
+            "Bytes the database takes on disk.",
+            vec![("", s.bytes_on_disk as f64)],
+        ),
+        (
+            "patrol_storage_flush_duration_seconds",
+            "gauge",
+            "How long the last flush to disk took.",
+            vec![("", s.last_flush_seconds)],
+        ),
+    ];
+    for (name, kind, help, samples) in families {
+        let _ = writeln!(out, "# TYPE {name} {kind}\n# HELP {name} {help}");
+        let suffix = if kind == "counter" { "_total" } else { "" };
+        for (reason, v) in samples {
+            if reason.is_empty() {
+                let _ = writeln!(out, "{name}{suffix} {}", format_value(v));
+            } else {
+                let _ = writeln!(
+                    out,
+                    "{name}{suffix}{{reason=\"{reason}\"}} {}",
+                    format_value(v)
+                );
+            }
+        }
     }
 }
 
@@ -111,6 +178,7 @@ mod tests {
                 family("node_load1", MetricKind::Gauge, f64::NAN),
                 family("odd_counter", MetricKind::Counter, 1.0),
             ],
+            &StoreStats::default(),
             &Telemetry::new(),
         );
         assert!(text.contains("# TYPE node_cpu_seconds counter\n"), "{text}");
@@ -119,6 +187,7 @@ mod tests {
         assert!(text.contains("node_load1{host=\"d\\\"b\"} NaN 1700000000.123\n"));
         assert!(text.contains("# TYPE odd_counter unknown\n"));
         assert!(text.contains("# TYPE patrol_ingest_connected_agents gauge"));
+        assert!(text.contains("patrol_storage_samples_rejected_total{reason=\"out_of_order\"} 0"));
         assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -61,11 +61,11 @@ fn route(state: &HttpState, req: Request<Incoming>) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/metrics") => {
             let since = patrol_shared::model::now_ms() - STALE_AFTER.as_millis() as i64;
-            state
-                .telemetry
-                .series
-                .set(state.store.series_count() as i64);
-            let body = exposition::render(&state.store.latest(since), &state.telemetry);
+            let body = exposition::render(
+                &state.store.latest(since),
+                &state.store.stats(),
+                &state.telemetry,
+            );
             respond(StatusCode::OK, exposition::CONTENT_TYPE, body)
         }
         (&Method::GET | &Method::HEAD, "/-/healthy" | "/-/ready") => {

@@ -200,10 +200,6 @@ impl Session<'_> {
             Ok(Appended::Applied { samples }) => {
                 self.ctx.telemetry.batch("applied");
                 self.ctx.telemetry.samples_ingested.inc_by(samples as u64);
-                self.ctx
-                    .telemetry
-                    .series
-                    .set(self.ctx.store.series_count() as i64);
             }
             Ok(Appended::Duplicate) => {
                 self.ctx.telemetry.batch("duplicate");

@@ -4,15 +4,15 @@
 //! labels are already stamped and learns whether it was applied or was a
 //! replay. The store keeps, with the samples, the highest batch number applied
 //! per agent stream, so that dropping replays and storing samples are one
-//! step. For now the only store is [`latest::LatestStore`], which keeps the
-//! newest value of every series in memory; the durable store plugs in here.
+//! step. The store is [`disk::DiskStore`]: Gorilla chunks, a write-ahead
+//! log and a series index on sled, which nothing outside this module sees.
 
 pub mod chunk;
 mod commit;
 pub mod disk;
 pub mod head;
 pub mod index;
-pub mod latest;
+pub mod maintenance;
 
 use patrol_shared::model::Family;
 
