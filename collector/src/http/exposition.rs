@@ -61,9 +61,12 @@ fn render_family(out: &mut String, family: &LatestFamily) {
     }
 }
 
+/// A family of the store's figures: name, type, help, (reason, value)s.
+type StoreFamily = (&'static str, &'static str, &'static str, Vec<(&'static str, f64)>);
+
 /// The store's figures, as of now (no timestamps).
 fn render_store(out: &mut String, s: &StoreStats) {
-    let families: [(&str, &str, &str, Vec<(&str, f64)>); 7] = [
+    let families: [StoreFamily; 7] = [
         (
             "patrol_storage_series",
             "gauge",
