@@ -62,7 +62,12 @@ fn render_family(out: &mut String, family: &LatestFamily) {
 }
 
 /// A family of the store's figures: name, type, help, (reason, value)s.
-type StoreFamily = (&'static str, &'static str, &'static str, Vec<(&'static str, f64)>);
+type StoreFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<(&'static str, f64)>,
+);
 
 /// The store's figures, as of now (no timestamps).
 fn render_store(out: &mut String, s: &StoreStats) {
