@@ -25,7 +25,7 @@ const BASE_MS: i64 = 1_800_000_000_000;
 
 /// The sample a host sends in batch `seq`: odd values, NaN now and then.
 fn sample(host_index: u64, seq: u64) -> (i64, f64) {
-    let v = if seq % 7 == 0 {
+    let v = if seq.is_multiple_of(7) {
         f64::NAN
     } else {
         (seq as f64) * 1.25 + host_index as f64 / 3.0
