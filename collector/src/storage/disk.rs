@@ -307,6 +307,47 @@ impl DiskStore {
         Ok(out)
     }
 
+    /// Label names of the series matching `matchers` (all series if none).
+    pub fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
+        let inner = self.lock();
+        if matchers.is_empty() {
+            return inner.index.label_names();
+        }
+        let mut names: Vec<String> = inner
+            .index
+            .select(matchers)
+            .into_iter()
+            .filter_map(|id| inner.index.labels(id))
+            .flat_map(|labels| labels.iter().map(|(n, _)| n.clone()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Values of label `name` among the series matching `matchers`.
+    pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
+        let inner = self.lock();
+        if matchers.is_empty() {
+            return inner.index.label_values(name);
+        }
+        let mut values: Vec<String> = inner
+            .index
+            .select(matchers)
+            .into_iter()
+            .filter_map(|id| inner.index.labels(id))
+            .filter_map(|labels| {
+                labels
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+            })
+            .collect();
+        values.sort();
+        values.dedup();
+        values
+    }
+
     /// Background upkeep at time `now_ms`: close chunks of series quiet for
     /// two hours, delete WAL records wholly in closed chunks, and delete
     /// chunks older than `retention_ms`.
@@ -558,6 +599,29 @@ mod tests {
         assert_eq!(load1(&store), want, "identical after restart");
         assert_eq!(format!("{:?}", store.latest(0)), format!("{:?}", before.1));
         assert_eq!(store.series_count(), 2);
+    }
+
+    #[test]
+    fn label_names_and_values_optionally_restricted_by_matchers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        store.append(batch("db", 1, 1, &[(1000, 1.0)])).unwrap();
+        store
+            .append(batch("training", 2, 1, &[(1000, 1.0)]))
+            .unwrap();
+        assert_eq!(
+            store.label_names(&[]),
+            ["__name__", "cpu", "host", "instance", "mode"]
+        );
+        let load = [Matcher::equal("__name__", "node_load1")];
+        assert_eq!(store.label_names(&load), ["__name__", "host", "instance"]);
+        assert_eq!(store.label_values("host", &[]), ["db", "training"]);
+        let db = [Matcher::equal("host", "db")];
+        assert_eq!(
+            store.label_values("__name__", &db),
+            ["node_cpu_seconds_total", "node_load1"]
+        );
+        assert!(store.label_values("mode", &load).is_empty());
     }
 
     #[test]
