@@ -57,7 +57,7 @@ pub async fn start(
 ) -> Result<Running, StartError> {
     let server_tls = patrol_shared::tls::server_config(&config.tls)?;
     let path = config.storage.path.clone();
-    let disk = tokio::task::spawn_blocking(move || storage::disk::DiskStore::open(&path))
+    let disk = tokio::task::spawn_blocking(move || storage::recovering::Storage::open(&path))
         .await
         .map_err(|e| storage::StoreError::Unavailable(format!("open task failed: {e}")))??;
     let disk = Arc::new(disk);

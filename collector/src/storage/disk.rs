@@ -499,6 +499,7 @@ impl Store for DiskStore {
             wal_records: inner.wal.len() as u64,
             bytes_on_disk: self.db.size_on_disk().unwrap_or(0),
             last_flush_seconds: self.committer.last_flush().as_secs_f64(),
+            available: true,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The store's background upkeep, once a minute: close chunks of quiet
 //! series, truncate the write-ahead log behind closed chunks, and enforce
 //! retention. The clock is read here; the work itself
-//! ([`DiskStore::maintain`]) takes the time as a parameter, so tests move
+//! ([`super::disk::DiskStore::maintain`]) takes the time as a parameter, so tests move
 //! time instead of waiting.
 
 use std::sync::Arc;
@@ -10,12 +10,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::disk::DiskStore;
+use super::recovering::Storage;
 
 const EVERY: Duration = Duration::from_secs(60);
 
 /// Runs until `cancel` fires.
-pub async fn run(store: Arc<DiskStore>, retention: Duration, cancel: CancellationToken) {
+pub async fn run(store: Arc<Storage>, retention: Duration, cancel: CancellationToken) {
     let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
     let mut failing = false;
     loop {

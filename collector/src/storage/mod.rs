@@ -13,6 +13,7 @@ pub mod disk;
 pub mod head;
 pub mod index;
 pub mod maintenance;
+pub mod recovering;
 
 use patrol_shared::model::Family;
 
@@ -81,8 +82,24 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
+impl Default for StoreStats {
+    fn default() -> Self {
+        StoreStats {
+            series: 0,
+            samples_appended: 0,
+            samples_out_of_order: 0,
+            samples_duplicate: 0,
+            chunks_written: 0,
+            wal_records: 0,
+            bytes_on_disk: 0,
+            last_flush_seconds: 0.0,
+            available: true,
+        }
+    }
+}
+
 /// What the store reports about itself (`patrol_storage_*`).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StoreStats {
     pub series: u64,
     pub samples_appended: u64,
@@ -92,4 +109,6 @@ pub struct StoreStats {
     pub wal_records: u64,
     pub bytes_on_disk: u64,
     pub last_flush_seconds: f64,
+    /// False while the store is failing (disk full, I/O error).
+    pub available: bool,
 }
