@@ -229,10 +229,13 @@ fn samples_acked_before_a_sigkill_are_all_there_after_restart() {
         || async { TcpStream::connect(addr).await.ok().map(|_| ()) },
     ));
     let until = Instant::now() + Duration::from_secs(1);
-    let more: Vec<u64> = files
+    let streams: Vec<_> = files
         .iter()
         .enumerate()
         .map(|(i, f)| runtime.spawn(stream(f.clone(), addr, i as u64, 1, until)))
+        .collect();
+    let more: Vec<u64> = streams
+        .into_iter()
         .map(|h| runtime.block_on(h).unwrap())
         .collect();
     for (before, after) in acked.iter().zip(&more) {
