@@ -1,9 +1,11 @@
 //! The durable store on sled: series index, head, write-ahead log and
 //! closed chunks (DESIGN.md, "Storage").
 //!
-//! Trees: `series` (id → labels), `meta` (metric name → type and help),
-//! `streams` (host → stream id and highest applied seq), `wal` (record
-//! number → batch) and `chunks` ((series id, max time) → Gorilla chunk).
+//! Layout: `index/` is a sled database with the trees `series` (id →
+//! labels), `meta` (metric name → type and help), `streams` (host → stream
+//! id and highest applied seq) and `wal` (record number → batch); `chunks/`
+//! holds closed Gorilla chunks in append-only segment files
+//! ([`super::segments`]), which retention deletes whole.
 //! A batch goes into the WAL, together with its stream's new seq in one
 //! transaction, before it is applied to the head; `append` returns once a
 //! (grouped) flush has made it durable, and only then does ingest ack. At
@@ -24,6 +26,7 @@ use super::chunk::ChunkReader;
 use super::commit::Committer;
 use super::head::{ClosedChunk, Head};
 use super::index::{Labels, Matcher, SeriesId, SeriesIndex};
+use super::segments::ChunkFiles;
 use super::{Appended, LatestFamily, LatestSample, StampedBatch, Store, StoreError, StoreStats};
 
 /// One series and its samples in a time range.
@@ -38,7 +41,6 @@ struct Trees {
     meta: sled::Tree,
     streams: sled::Tree,
     wal: sled::Tree,
-    chunks: sled::Tree,
 }
 
 struct Inner {
@@ -49,6 +51,7 @@ struct Inner {
     /// WAL record numbers and the newest sample time in each, oldest first.
     wal: VecDeque<(u64, i64)>,
     next_wal: u64,
+    chunks: ChunkFiles,
 }
 
 #[derive(Default)]
@@ -68,6 +71,10 @@ pub struct DiskStore {
     counters: Counters,
 }
 
+fn io_err(e: std::io::Error) -> StoreError {
+    StoreError::Unavailable(format!("chunk files: {e}"))
+}
+
 fn sled_err(e: sled::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -83,25 +90,17 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T,
         .map_err(|e| StoreError::Unavailable(format!("corrupt {what} record: {e}")))
 }
 
-/// (series id, max time) as a key that sorts by id, then time.
-fn chunk_key(id: SeriesId, max_t: i64) -> [u8; 16] {
-    let mut key = [0u8; 16];
-    key[..8].copy_from_slice(&id.to_be_bytes());
-    key[8..].copy_from_slice(&((max_t as u64) ^ (1 << 63)).to_be_bytes());
-    key
-}
-
-fn chunk_key_parts(key: &[u8]) -> Option<(SeriesId, i64)> {
-    let id = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
-    let t = u64::from_be_bytes(key.get(8..16)?.try_into().ok()?) ^ (1 << 63);
-    Some((id, t as i64))
-}
-
 impl DiskStore {
     /// Opens (or creates) the store in `path` and replays its WAL.
     pub fn open(path: &Path) -> Result<DiskStore, StoreError> {
+        let chunks = ChunkFiles::open(&path.join("chunks")).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot open {}: {e}",
+                path.join("chunks").display()
+            ))
+        })?;
         let db = sled::Config::new()
-            .path(path)
+            .path(path.join("index"))
             .cache_capacity(16 << 20)
             .open()
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
@@ -111,7 +110,6 @@ impl DiskStore {
             meta: open("meta")?,
             streams: open("streams")?,
             wal: open("wal")?,
-            chunks: open("chunks")?,
         };
         let committer = Committer::start(db.clone())
             .map_err(|e| StoreError::Unavailable(format!("cannot start flush thread: {e}")))?;
@@ -124,6 +122,7 @@ impl DiskStore {
                 streams: HashMap::new(),
                 wal: VecDeque::new(),
                 next_wal: 1,
+                chunks,
             }),
             trees,
             committer,
@@ -160,13 +159,12 @@ impl DiskStore {
             let host = String::from_utf8_lossy(&k).into_owned();
             inner.streams.insert(host, decode(&v, "stream")?);
         }
-        let mut newest: HashMap<SeriesId, sled::IVec> = HashMap::new();
-        for item in self.trees.chunks.iter() {
-            let (k, v) = item.map_err(sled_err)?;
-            if let Some((id, _)) = chunk_key_parts(&k) {
-                newest.insert(id, v);
-            }
-        }
+        let newest: Vec<(SeriesId, Vec<u8>)> = inner
+            .chunks
+            .newest()
+            .map(|(id, bytes)| bytes.map(|b| (id, b)))
+            .collect::<Result<_, _>>()
+            .map_err(io_err)?;
         for (id, bytes) in newest {
             if let Some(Ok((t, v))) = ChunkReader::new(&bytes).ok().and_then(|r| r.last()) {
                 inner.head.seed(id, t, v);
@@ -187,7 +185,7 @@ impl DiskStore {
             inner.wal.push_back((number, newest));
             inner.next_wal = number + 1;
         }
-        self.write_chunks(&closed)?;
+        self.write_chunks(&mut inner, &closed)?;
         tracing::info!(
             series = inner.index.len(),
             wal_records = inner.wal.len(),
@@ -251,13 +249,8 @@ impl DiskStore {
         Ok((taken, closed))
     }
 
-    fn write_chunks(&self, chunks: &[ClosedChunk]) -> Result<(), StoreError> {
-        for c in chunks {
-            self.trees
-                .chunks
-                .insert(chunk_key(c.series, c.max_t), c.bytes.as_slice())
-                .map_err(sled_err)?;
-        }
+    fn write_chunks(&self, inner: &mut Inner, chunks: &[ClosedChunk]) -> Result<(), StoreError> {
+        inner.chunks.append(chunks).map_err(io_err)?;
         self.counters
             .chunks_written
             .fetch_add(chunks.len() as u64, Ordering::Relaxed);
@@ -276,9 +269,7 @@ impl DiskStore {
         let mut out = Vec::new();
         for id in inner.index.select(matchers) {
             let mut samples = Vec::new();
-            let range = chunk_key(id, mint)..=chunk_key(id, i64::MAX);
-            for item in self.trees.chunks.range(range) {
-                let (_, bytes) = item.map_err(sled_err)?;
+            for bytes in inner.chunks.read(id, mint, maxt).map_err(io_err)? {
                 let reader = ChunkReader::new(&bytes)
                     .map_err(|e| StoreError::Unavailable(format!("chunk of series {id}: {e}")))?;
                 let mut past_end = false;
@@ -356,7 +347,7 @@ impl DiskStore {
         let idle = inner
             .head
             .close_idle(now_ms.saturating_sub(super::head::MAX_CHUNK_SPAN_MS));
-        self.write_chunks(&idle)?;
+        self.write_chunks(&mut inner, &idle)?;
         let keep_from = inner.head.min_open_time().unwrap_or(i64::MAX);
         let done = inner
             .wal
@@ -365,6 +356,7 @@ impl DiskStore {
             .count();
         if done > 0 {
             // The chunks holding these samples must be durable first.
+            inner.chunks.sync().map_err(io_err)?;
             self.db.flush().map_err(sled_err)?;
             for (number, _) in inner.wal.drain(..done) {
                 self.trees
@@ -373,24 +365,16 @@ impl DiskStore {
                     .map_err(sled_err)?;
             }
         }
-        drop(inner);
-        let cutoff = now_ms.saturating_sub(retention_ms);
-        let mut old = Vec::new();
-        for item in self.trees.chunks.iter().keys() {
-            let key = item.map_err(sled_err)?;
-            if chunk_key_parts(&key).is_some_and(|(_, max_t)| max_t < cutoff) {
-                old.push(key);
-            }
-        }
-        for key in old {
-            self.trees.chunks.remove(key).map_err(sled_err)?;
-        }
+        inner
+            .chunks
+            .delete_before(now_ms.saturating_sub(retention_ms))
+            .map_err(io_err)?;
         Ok(())
     }
 
-    /// Bytes the database takes on disk.
+    /// Bytes the store takes on disk: the index database and the chunks.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.db.size_on_disk().unwrap_or(0) + self.lock().chunks.bytes()
     }
 }
 
@@ -428,7 +412,7 @@ impl Store for DiskStore {
         let newest = batch.sets.iter().map(|(t, _)| *t).max().unwrap_or(i64::MIN);
         inner.wal.push_back((number, newest));
         let (samples, closed) = self.apply(&mut inner, batch, true)?;
-        self.write_chunks(&closed)?;
+        self.write_chunks(&mut inner, &closed)?;
         drop(inner);
         self.committer
             .wait_durable()
@@ -497,7 +481,7 @@ impl Store for DiskStore {
             samples_duplicate: self.counters.duplicate.load(Ordering::Relaxed),
             chunks_written: self.counters.chunks_written.load(Ordering::Relaxed),
             wal_records: inner.wal.len() as u64,
-            bytes_on_disk: self.db.size_on_disk().unwrap_or(0),
+            bytes_on_disk: self.db.size_on_disk().unwrap_or(0) + inner.chunks.bytes(),
             last_flush_seconds: self.committer.last_flush().as_secs_f64(),
             available: true,
         }

@@ -14,6 +14,7 @@ pub mod head;
 pub mod index;
 pub mod maintenance;
 pub mod recovering;
+mod segments;
 
 use patrol_shared::model::Family;
 
