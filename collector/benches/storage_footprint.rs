@@ -69,6 +69,7 @@ fn main() {
     let elapsed = started.elapsed();
     let samples = (series * per_series) as f64;
     let after_ingest = store.size_on_disk() as f64;
+    let ingest_split = (store.index_bytes(), store.chunk_bytes());
     let rss = rss_bytes() - rss_before;
     let end = 1_800_000_000_000 + per_series * 10_000;
     let hour = 3_600_000;
@@ -76,10 +77,12 @@ fn main() {
         .maintain(end + 3 * hour, 1000 * hour)
         .expect("maintain");
     let after_close = store.size_on_disk() as f64;
+    let close_split = (store.index_bytes(), store.chunk_bytes());
     store
         .maintain(end + 2000 * hour, 1000 * hour)
         .expect("retention");
     let after_retention = store.size_on_disk() as f64;
+    let retention_split = (store.index_bytes(), store.chunk_bytes());
     println!("storage footprint: {series} series x {per_series} samples = {samples} samples");
     println!(
         "ingest: {:.0} samples/s (one durable batch per step)",
@@ -97,6 +100,16 @@ fn main() {
         ("resident memory added by the store", rss),
     ] {
         println!("{what:<44} {bytes:>12.0} {:>12.2}", bytes / samples);
+    }
+    for (what, (index, chunks)) in [
+        ("after ingest", ingest_split),
+        ("after close", close_split),
+        ("after retention", retention_split),
+    ] {
+        println!(
+            "  {what:<16} index (sled: series, streams, WAL) {index:>10} B, chunk files {chunks:>10} B ({:.2} B/sample)",
+            chunks as f64 / samples
+        );
     }
     println!("store stats: {:?}", store.stats());
 }

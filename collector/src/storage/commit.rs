@@ -14,6 +14,7 @@ struct State {
     error: Option<String>,
     stop: bool,
     last_flush: Duration,
+    flushes: u64,
 }
 
 /// See the module comment.
@@ -60,6 +61,14 @@ impl Committer {
     }
 }
 
+impl Committer {
+    /// Flushes done so far.
+    pub fn flushes(&self) -> u64 {
+        let (lock, _) = &*self.state;
+        lock.lock().unwrap_or_else(|p| p.into_inner()).flushes
+    }
+}
+
 impl Drop for Committer {
     fn drop(&mut self) {
         let (lock, cv) = &*self.state;
@@ -90,8 +99,39 @@ fn flush_loop(db: &sled::Db, state: &(Mutex<State>, Condvar)) {
         let result = db.flush();
         let mut s = lock.lock().unwrap_or_else(|p| p.into_inner());
         s.last_flush = started.elapsed();
+        s.flushes += 1;
         s.error = result.err().map(|e| format!("flush failed: {e}"));
         s.done = target;
         cv.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_writers_share_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let committer = Arc::new(Committer::start(db.clone()).unwrap());
+        let threads: Vec<_> = (0..8u64)
+            .map(|t| {
+                let (db, committer) = (db.clone(), committer.clone());
+                std::thread::spawn(move || {
+                    for i in 0..25u64 {
+                        db.insert((t * 1000 + i).to_be_bytes(), vec![0u8; 512])
+                            .unwrap();
+                        committer.wait_durable().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let flushes = committer.flushes();
+        assert!(flushes < 200, "200 durable writes took {flushes} flushes");
+        assert!(flushes > 0);
     }
 }

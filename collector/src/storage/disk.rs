@@ -374,7 +374,17 @@ impl DiskStore {
 
     /// Bytes the store takes on disk: the index database and the chunks.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0) + self.lock().chunks.bytes()
+        self.index_bytes() + self.chunk_bytes()
+    }
+
+    /// Bytes of the sled database (index, streams, WAL).
+    pub fn index_bytes(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// Bytes of the chunk segment files.
+    pub fn chunk_bytes(&self) -> u64 {
+        self.lock().chunks.bytes()
     }
 }
 
