@@ -61,6 +61,7 @@ impl Committer {
     }
 }
 
+#[cfg(test)]
 impl Committer {
     /// Flushes done so far.
     pub fn flushes(&self) -> u64 {
