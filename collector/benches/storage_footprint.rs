@@ -7,8 +7,9 @@
 //! (default 500), PATROL_BENCH_HOURS of data at 10 s (default 2).
 //! Each host's series are node_exporter-like: a third counters that grow
 //! at their own pace, the rest gauges that wander. Each step appends one
-//! durable batch per host, as ingest does, with the store's upkeep once a
-//! minute of data time.
+//! durable batch per host, as ingest does (from 8 threads at once, as
+//! concurrent agent sessions append), with the store's upkeep once a minute
+//! of data time.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,8 @@ use patrol_shared::model::Family;
 
 const START_MS: i64 = 1_800_000_000_000;
 const STEP_MS: i64 = 10_000;
+/// Concurrent appenders, like concurrent agent sessions.
+const WRITERS: usize = 8;
 
 fn env(name: &str, default: i64) -> i64 {
     std::env::var(name)
@@ -99,9 +102,22 @@ fn main() {
         // Build outside the timed part: encoding batches is ingest's job.
         let batches: Vec<StampedBatch> = (0..hosts).map(|h| batch(h, series, step)).collect();
         let started = Instant::now();
-        for b in batches {
-            store.append(b).expect("append");
+        // Agents' sessions append at the same time, as they do in the
+        // collector, so batches share flushes (group commit).
+        let mut queues: Vec<Vec<StampedBatch>> = (0..WRITERS).map(|_| Vec::new()).collect();
+        for (i, b) in batches.into_iter().enumerate() {
+            queues[i % WRITERS].push(b);
         }
+        std::thread::scope(|scope| {
+            for queue in queues {
+                let store = &store;
+                scope.spawn(move || {
+                    for b in queue {
+                        store.append(b).expect("append");
+                    }
+                });
+            }
+        });
         if step % 6 == 5 {
             store
                 .maintain(START_MS + step * STEP_MS, 1000 * 3_600_000)
