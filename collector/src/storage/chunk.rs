@@ -296,9 +296,22 @@ impl BitWriter {
         self.used = (self.used + 1) % 8;
     }
 
+    /// The low `width` bits of `value`, most significant first, filling
+    /// the current byte and then whole bytes at a time.
     fn bits(&mut self, value: u64, width: u8) {
-        for i in (0..width).rev() {
-            self.bit((value >> i) & 1 == 1);
+        let mut left = width;
+        while left > 0 {
+            if self.used == 0 {
+                self.bytes.push(0);
+            }
+            let room = 8 - self.used;
+            let take = room.min(left);
+            let chunk = ((value >> (left - take)) & ((1u64 << take) - 1)) as u8;
+            if let Some(last) = self.bytes.last_mut() {
+                *last |= chunk << (room - take);
+            }
+            self.used = (self.used + take) % 8;
+            left -= take;
         }
     }
 
@@ -332,10 +345,22 @@ impl BitReader<'_> {
         Ok(bit)
     }
 
+    /// `width` bits, most significant first, a byte's worth at a time.
     fn bits(&mut self, width: u8) -> Result<u64, ChunkError> {
         let mut v = 0u64;
-        for _ in 0..width {
-            v = (v << 1) | u64::from(self.bit()?);
+        let mut left = width;
+        while left > 0 {
+            let byte = *self
+                .bytes
+                .get(self.pos / 8)
+                .ok_or(ChunkError::Truncated(self.pos))?;
+            let used = (self.pos % 8) as u8;
+            let room = 8 - used;
+            let take = room.min(left);
+            let chunk = (byte >> (room - take)) & (((1u16 << take) - 1) as u8);
+            v = (v << take) | u64::from(chunk);
+            self.pos += usize::from(take);
+            left -= take;
         }
         Ok(v)
     }

@@ -3,8 +3,6 @@
 //! would span more than two hours. Samples older than or equal to the
 //! series' newest are refused here, so a chunk is never corrupted by them.
 
-use std::collections::HashMap;
-
 use super::chunk::{ChunkReader, ChunkWriter, TARGET_SAMPLES};
 use super::index::SeriesId;
 
@@ -48,7 +46,8 @@ struct HeadSeries {
 /// See the module comment.
 #[derive(Debug, Default)]
 pub struct Head {
-    series: HashMap<SeriesId, HeadSeries>,
+    /// Indexed by series id: ids are dense, handed out from 1.
+    series: Vec<HeadSeries>,
 }
 
 impl Head {
@@ -59,7 +58,7 @@ impl Head {
         t: i64,
         v: f64,
     ) -> Result<Option<ClosedChunk>, Rejection> {
-        let s = self.series.entry(id).or_default();
+        let s = self.slot(id);
         if let Some((last_t, _)) = s.last {
             if t < last_t {
                 return Err(Rejection::OutOfOrder);
@@ -85,20 +84,28 @@ impl Head {
     /// Sets a series' newest sample without a chunk: at start, from the
     /// newest persisted chunk, so samples already there are refused.
     pub fn seed(&mut self, id: SeriesId, t: i64, v: f64) {
-        let s = self.series.entry(id).or_default();
+        let s = self.slot(id);
         if s.last.is_none_or(|(last, _)| last < t) {
             s.last = Some((t, v));
         }
     }
 
+    fn slot(&mut self, id: SeriesId) -> &mut HeadSeries {
+        let at = id as usize;
+        if at >= self.series.len() {
+            self.series.resize_with(at + 1, HeadSeries::default);
+        }
+        &mut self.series[at]
+    }
+
     /// The newest sample of a series.
     pub fn last(&self, id: SeriesId) -> Option<(i64, f64)> {
-        self.series.get(&id).and_then(|s| s.last)
+        self.series.get(id as usize).and_then(|s| s.last)
     }
 
     /// Samples of the series' open chunk within [mint, maxt].
     pub fn samples(&self, id: SeriesId, mint: i64, maxt: i64) -> Vec<(i64, f64)> {
-        let Some(s) = self.series.get(&id) else {
+        let Some(s) = self.series.get(id as usize) else {
             return Vec::new();
         };
         let Ok(reader) = ChunkReader::new(s.chunk.bytes()) else {
@@ -114,7 +121,7 @@ impl Head {
     /// every series: the write-ahead log is needed from there on.
     pub fn min_open_time(&self) -> Option<i64> {
         self.series
-            .values()
+            .iter()
             .filter(|s| !s.chunk.is_empty())
             .map(|s| s.min_t)
             .min()
@@ -125,8 +132,9 @@ impl Head {
     pub fn close_idle(&mut self, before: i64) -> Vec<ClosedChunk> {
         self.series
             .iter_mut()
+            .enumerate()
             .filter(|(_, s)| s.last.is_some_and(|(t, _)| t < before) && !s.chunk.is_empty())
-            .filter_map(|(id, s)| take(*id, s))
+            .filter_map(|(id, s)| take(id as SeriesId, s))
             .collect()
     }
 }
