@@ -28,11 +28,11 @@ pub enum StartError {
     Tls(#[from] patrol_shared::tls::TlsError),
     #[error("storage: {0}")]
     Storage(#[from] storage::StoreError),
-    #[error("cannot listen on {addr} ({what}): {source}")]
+    #[error("cannot listen on {addr} ({what}): {error}")]
     Bind {
         addr: SocketAddr,
         what: &'static str,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -94,5 +94,5 @@ pub async fn start(
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| StartError::Bind { addr, what, source })
+        .map_err(|error| StartError::Bind { addr, what, error })
 }

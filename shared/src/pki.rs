@@ -39,15 +39,15 @@ pub enum Role {
 pub enum PkiError {
     #[error("{path} already exists; refusing to overwrite it (pass --force to replace it)")]
     Exists { path: PathBuf },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {error}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: {reason}")]
     Parse { path: PathBuf, reason: String },
@@ -229,9 +229,9 @@ fn san_of(s: &str) -> Result<SanType, PkiError> {
 }
 
 fn read(path: &Path) -> Result<String, PkiError> {
-    std::fs::read_to_string(path).map_err(|source| PkiError::Read {
+    std::fs::read_to_string(path).map_err(|error| PkiError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
@@ -248,9 +248,9 @@ fn check_free(paths: &[&Path], force: bool) -> Result<(), PkiError> {
 }
 
 fn write_file(path: &Path, contents: &[u8], mode: u32, force: bool) -> Result<(), PkiError> {
-    let err = |source| PkiError::Write {
+    let err = |error| PkiError::Write {
         path: path.to_owned(),
-        source,
+        error,
     };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(err)?;
