@@ -29,6 +29,19 @@ use super::index::{Labels, Matcher, SeriesId, SeriesIndex};
 use super::segments::ChunkFiles;
 use super::{Appended, LatestFamily, LatestSample, StampedBatch, Store, StoreError, StoreStats};
 
+/// A batch as the write-ahead log keeps it: series by id, with the labels
+/// of series first seen in this batch, and metadata changes.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct WalRecord {
+    host: String,
+    stream_id: u64,
+    seq: u64,
+    new_series: Vec<(SeriesId, Labels)>,
+    meta: Vec<(String, MetricKind, String)>,
+    /// Per sample set: its time, and (series id, value) pairs.
+    sets: Vec<(i64, Vec<(SeriesId, f64)>)>,
+}
+
 /// One series and its samples in a time range.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesSamples {
@@ -178,9 +191,14 @@ impl DiskStore {
                     .try_into()
                     .map_err(|_| StoreError::Unavailable("corrupt WAL key".into()))?,
             );
-            let batch: StampedBatch = decode(&v, "WAL")?;
-            let newest = batch.sets.iter().map(|(t, _)| *t).max().unwrap_or(i64::MIN);
-            let (_, chunks) = self.apply(&mut inner, batch, false)?;
+            let record: WalRecord = decode(&v, "WAL")?;
+            let newest = record
+                .sets
+                .iter()
+                .map(|(t, _)| *t)
+                .max()
+                .unwrap_or(i64::MIN);
+            let (_, chunks) = self.apply(&mut inner, &record, false)?;
             closed.extend(chunks);
             inner.wal.push_back((number, newest));
             inner.next_wal = number + 1;
@@ -194,25 +212,25 @@ impl DiskStore {
         Ok(())
     }
 
-    /// Applies a batch to index, metadata and head; returns the samples
-    /// taken and the chunks the head closed (not yet written).
-    fn apply(
-        &self,
-        inner: &mut Inner,
-        batch: StampedBatch,
-        count: bool,
-    ) -> Result<(usize, Vec<ClosedChunk>), StoreError> {
-        let mut taken = 0;
-        let mut closed = Vec::new();
+    /// Gives every series of a batch its id (registering new ones) and
+    /// records metadata changes: the batch as the WAL keeps it, with each
+    /// series' labels written once, when it is new.
+    fn resolve(&self, inner: &mut Inner, batch: StampedBatch) -> Result<WalRecord, StoreError> {
+        let mut record = WalRecord {
+            host: batch.host,
+            stream_id: batch.stream_id,
+            seq: batch.seq,
+            new_series: Vec::new(),
+            meta: Vec::new(),
+            sets: Vec::with_capacity(batch.sets.len()),
+        };
         for (t, families) in batch.sets {
+            let mut samples = Vec::new();
             for family in families {
                 let meta = (family.kind, family.help);
                 if inner.meta.get(&family.name) != Some(&meta) {
-                    self.trees
-                        .meta
-                        .insert(family.name.as_bytes(), encode(&meta)?)
-                        .map_err(sled_err)?;
-                    inner.meta.insert(family.name.clone(), meta);
+                    self.put_meta(inner, &family.name, meta.clone())?;
+                    record.meta.push((family.name.clone(), meta.0, meta.1));
                 }
                 for series in family.series {
                     let mut labels = series.labels;
@@ -222,27 +240,84 @@ impl DiskStore {
                         Some(id) => id,
                         None => {
                             let id = inner.index.next_id();
-                            self.trees
-                                .series
-                                .insert(id.to_be_bytes(), encode(&labels)?)
-                                .map_err(sled_err)?;
-                            inner.index.insert(labels, Some(id))
+                            self.put_series(inner, id, &labels)?;
+                            record.new_series.push((id, labels));
+                            id
                         }
                     };
-                    match inner.head.append(id, t, series.value) {
-                        Ok(cut) => {
-                            taken += 1;
-                            closed.extend(cut);
-                        }
-                        Err(rejection) if count => {
-                            let counter = match rejection {
-                                super::head::Rejection::OutOfOrder => &self.counters.out_of_order,
-                                super::head::Rejection::Duplicate => &self.counters.duplicate,
-                            };
-                            counter.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(_) => {}
+                    samples.push((id, series.value));
+                }
+            }
+            record.sets.push((t, samples));
+        }
+        Ok(record)
+    }
+
+    fn put_meta(
+        &self,
+        inner: &mut Inner,
+        name: &str,
+        meta: (MetricKind, String),
+    ) -> Result<(), StoreError> {
+        self.trees
+            .meta
+            .insert(name.as_bytes(), encode(&meta)?)
+            .map_err(sled_err)?;
+        inner.meta.insert(name.to_owned(), meta);
+        Ok(())
+    }
+
+    fn put_series(
+        &self,
+        inner: &mut Inner,
+        id: SeriesId,
+        labels: &Labels,
+    ) -> Result<(), StoreError> {
+        if inner.index.labels(id).is_none() {
+            self.trees
+                .series
+                .insert(id.to_be_bytes(), encode(labels)?)
+                .map_err(sled_err)?;
+            inner.index.insert(labels.clone(), Some(id));
+        }
+        Ok(())
+    }
+
+    /// Applies a WAL record to index, metadata and head; returns the
+    /// samples taken and the chunks the head closed (not yet written).
+    fn apply(
+        &self,
+        inner: &mut Inner,
+        record: &WalRecord,
+        count: bool,
+    ) -> Result<(usize, Vec<ClosedChunk>), StoreError> {
+        // On replay the definitions may be newer than the trees.
+        for (id, labels) in &record.new_series {
+            self.put_series(inner, *id, labels)?;
+        }
+        for (name, kind, help) in &record.meta {
+            let meta = (*kind, help.clone());
+            if inner.meta.get(name) != Some(&meta) {
+                self.put_meta(inner, name, meta)?;
+            }
+        }
+        let mut taken = 0;
+        let mut closed = Vec::new();
+        for (t, samples) in &record.sets {
+            for &(id, v) in samples {
+                match inner.head.append(id, *t, v) {
+                    Ok(cut) => {
+                        taken += 1;
+                        closed.extend(cut);
                     }
+                    Err(rejection) if count => {
+                        let counter = match rejection {
+                            super::head::Rejection::OutOfOrder => &self.counters.out_of_order,
+                            super::head::Rejection::Duplicate => &self.counters.duplicate,
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {}
                 }
             }
         }
@@ -406,22 +481,28 @@ impl Store for DiskStore {
             return Ok(Appended::Duplicate);
         }
         let number = inner.next_wal;
-        let record = encode(&batch)?;
-        let stream = encode(&(batch.stream_id, batch.seq))?;
+        let record = self.resolve(&mut inner, batch)?;
+        let bytes = encode(&record)?;
+        let stream = encode(&(record.stream_id, record.seq))?;
         (&self.trees.wal, &self.trees.streams)
             .transaction(|(wal, streams)| {
-                wal.insert(&number.to_be_bytes(), record.as_slice())?;
-                streams.insert(batch.host.as_bytes(), stream.as_slice())?;
+                wal.insert(&number.to_be_bytes(), bytes.as_slice())?;
+                streams.insert(record.host.as_bytes(), stream.as_slice())?;
                 Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
             })
             .map_err(|e| StoreError::Unavailable(format!("WAL write: {e:?}")))?;
         inner.next_wal += 1;
         inner
             .streams
-            .insert(batch.host.clone(), (batch.stream_id, batch.seq));
-        let newest = batch.sets.iter().map(|(t, _)| *t).max().unwrap_or(i64::MIN);
+            .insert(record.host.clone(), (record.stream_id, record.seq));
+        let newest = record
+            .sets
+            .iter()
+            .map(|(t, _)| *t)
+            .max()
+            .unwrap_or(i64::MIN);
         inner.wal.push_back((number, newest));
-        let (samples, closed) = self.apply(&mut inner, batch, true)?;
+        let (samples, closed) = self.apply(&mut inner, &record, true)?;
         self.write_chunks(&mut inner, &closed)?;
         drop(inner);
         self.committer
