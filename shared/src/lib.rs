@@ -1,8 +1,9 @@
 //! What agent and collector must agree on: the data model
 //! ([`model`]), the protocol messages ([`protocol`]), how they are framed on
 //! the wire ([`codec`]), TLS set-up ([`tls`]) and, with the `pki` feature,
-//! the fleet's certificate authority ([`pki`]). Config helpers shared by both
-//! binaries live in [`config`].
+//! the fleet's certificate authority ([`pki`]). What both binaries do the
+//! same way lives here too: reading config files ([`config`]), logging
+//! ([`logging`]) and waiting for Ctrl-C or SIGTERM ([`signal`]).
 
 pub mod codec;
 pub mod config;
