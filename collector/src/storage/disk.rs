@@ -42,6 +42,21 @@ struct WalRecord {
     sets: Vec<(i64, Vec<(SeriesId, f64)>)>,
 }
 
+impl WalRecord {
+    /// The newest sample time in the record: the record can go once every
+    /// open chunk starts after it.
+    fn newest(&self) -> i64 {
+        self.sets.iter().map(|(t, _)| *t).max().unwrap_or(i64::MIN)
+    }
+}
+
+/// A sled key holding a big-endian u64.
+fn key_u64(key: &[u8], what: &str) -> Result<u64, StoreError> {
+    key.try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Unavailable(format!("corrupt {what} key")))
+}
+
 /// One series and its samples in a time range.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesSamples {
@@ -155,11 +170,7 @@ impl DiskStore {
         let mut inner = self.lock();
         for item in self.trees.series.iter() {
             let (k, v) = item.map_err(sled_err)?;
-            let id = u64::from_be_bytes(
-                k.as_ref()
-                    .try_into()
-                    .map_err(|_| StoreError::Unavailable("corrupt series key".into()))?,
-            );
+            let id = key_u64(&k, "series")?;
             inner.index.insert(decode(&v, "series")?, Some(id));
         }
         for item in self.trees.meta.iter() {
@@ -186,18 +197,9 @@ impl DiskStore {
         let mut closed = Vec::new();
         for item in self.trees.wal.iter() {
             let (k, v) = item.map_err(sled_err)?;
-            let number = u64::from_be_bytes(
-                k.as_ref()
-                    .try_into()
-                    .map_err(|_| StoreError::Unavailable("corrupt WAL key".into()))?,
-            );
+            let number = key_u64(&k, "WAL")?;
             let record: WalRecord = decode(&v, "WAL")?;
-            let newest = record
-                .sets
-                .iter()
-                .map(|(t, _)| *t)
-                .max()
-                .unwrap_or(i64::MIN);
+            let newest = record.newest();
             let (_, chunks) = self.apply(&mut inner, &record, false)?;
             closed.extend(chunks);
             inner.wal.push_back((number, newest));
@@ -495,12 +497,7 @@ impl Store for DiskStore {
         inner
             .streams
             .insert(record.host.clone(), (record.stream_id, record.seq));
-        let newest = record
-            .sets
-            .iter()
-            .map(|(t, _)| *t)
-            .max()
-            .unwrap_or(i64::MIN);
+        let newest = record.newest();
         inner.wal.push_back((number, newest));
         let (samples, closed) = self.apply(&mut inner, &record, true)?;
         self.write_chunks(&mut inner, &closed)?;

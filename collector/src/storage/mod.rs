@@ -19,7 +19,7 @@ mod segments;
 use patrol_shared::model::Family;
 
 /// A batch ready to store: from one host's stream, labels stamped.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone)]
 pub struct StampedBatch {
     pub host: String,
     pub stream_id: u64,
