@@ -55,6 +55,34 @@ pub async fn run(config: AgentConfig, cancel: CancellationToken) -> Result<(), A
     Ok(())
 }
 
+/// Sample times from the ticker's schedule rather than from when the task
+/// woke, so that samples are exactly one interval apart and the
+/// collector's chunks store each timestamp in one bit (what Prometheus'
+/// scrape timestamp tolerance achieves). The schedule is tied to the wall
+/// clock at the first tick, and again whenever the two drift more than
+/// [`TickClock::TOLERANCE_MS`] apart (a clock step, a suspended host).
+#[derive(Debug, Default)]
+struct TickClock {
+    base: Option<(Instant, i64)>,
+}
+
+impl TickClock {
+    const TOLERANCE_MS: i64 = 500;
+
+    fn stamp(&mut self, tick: Instant, wall_ms: i64) -> i64 {
+        if let Some((at, base_ms)) = self.base {
+            let since =
+                i64::try_from(tick.saturating_duration_since(at).as_millis()).unwrap_or(i64::MAX);
+            let scheduled = base_ms.saturating_add(since);
+            if (wall_ms - scheduled).abs() <= Self::TOLERANCE_MS {
+                return scheduled;
+            }
+        }
+        self.base = Some((tick, wall_ms));
+        wall_ms
+    }
+}
+
 /// Every `interval`: measure the host, add the agent's own metrics, queue.
 async fn collect_loop(
     config: &AgentConfig,
@@ -66,16 +94,17 @@ async fn collect_loop(
     let mut own = AgentTelemetry::default();
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut clock = TickClock::default();
     loop {
-        tokio::select! {
+        let tick = tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
+            tick = ticker.tick() => tick.into_std(),
+        };
         let Some(mut metrics) = host.take() else {
             return;
         };
         let started = Instant::now();
-        let timestamp_ms = now_ms();
+        let timestamp_ms = clock.stamp(tick, now_ms());
         // /proc reads and statfs block: keep them off the async threads.
         let (metrics, cycle) = match tokio::task::spawn_blocking(move || {
             let cycle = metrics.collect();
@@ -129,5 +158,25 @@ fn hello(config: &AgentConfig, stream_id: u64) -> Hello {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         stream_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn samples_are_stamped_on_schedule_and_realigned_after_a_clock_step() {
+        let mut clock = TickClock::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(clock.stamp(at(0), 1_000_003), 1_000_003);
+        // Woken late by 7 ms and 120 ms: still on the 10 s grid.
+        assert_eq!(clock.stamp(at(10), 1_010_010), 1_010_003);
+        assert_eq!(clock.stamp(at(20), 1_020_123), 1_020_003);
+        // The wall clock stepped a minute ahead: follow it.
+        assert_eq!(clock.stamp(at(30), 1_090_050), 1_090_050);
+        assert_eq!(clock.stamp(at(40), 1_100_051), 1_100_050);
     }
 }

@@ -1,7 +1,7 @@
-//! Group commit: many appenders, one flush. Each appender writes to sled,
-//! then waits until a flush that began after its write has finished; a
-//! single thread does the flushing, so a burst of batches from many agents
-//! shares one fsync.
+//! Group commit: many appenders, one flush. Each appender writes its
+//! record, then waits until a flush that began after its write has
+//! finished; a single thread does the flushing, so a burst of batches from
+//! many agents shares one fsync.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -24,13 +24,16 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Starts the flushing thread for `db`.
-    pub fn start(db: sled::Db) -> std::io::Result<Committer> {
+    /// Starts the flushing thread; `flush` makes every write made before
+    /// it was called durable.
+    pub fn start(
+        flush: impl Fn() -> Result<(), String> + Send + 'static,
+    ) -> std::io::Result<Committer> {
         let state: Arc<(Mutex<State>, Condvar)> = Arc::default();
         let shared = state.clone();
         let thread = std::thread::Builder::new()
             .name("patrol-flush".into())
-            .spawn(move || flush_loop(&db, &shared))?;
+            .spawn(move || flush_loop(&flush, &shared))?;
         Ok(Committer {
             state,
             thread: Some(thread),
@@ -75,15 +78,15 @@ impl Drop for Committer {
         let (lock, cv) = &*self.state;
         lock.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
         cv.notify_all();
-        // The thread holds a handle on the database: wait for it, so the
-        // database is closed when the store is dropped.
+        // The thread holds handles on the files: wait for it, so they are
+        // closed when the store is dropped.
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-fn flush_loop(db: &sled::Db, state: &(Mutex<State>, Condvar)) {
+fn flush_loop(flush: &dyn Fn() -> Result<(), String>, state: &(Mutex<State>, Condvar)) {
     let (lock, cv) = state;
     loop {
         let target = {
@@ -97,11 +100,11 @@ fn flush_loop(db: &sled::Db, state: &(Mutex<State>, Condvar)) {
             s.requested
         };
         let started = Instant::now();
-        let result = db.flush();
+        let result = flush();
         let mut s = lock.lock().unwrap_or_else(|p| p.into_inner());
         s.last_flush = started.elapsed();
         s.flushes += 1;
-        s.error = result.err().map(|e| format!("flush failed: {e}"));
+        s.error = result.err();
         s.done = target;
         cv.notify_all();
     }
@@ -114,15 +117,27 @@ mod tests {
     #[test]
     fn concurrent_writers_share_flushes() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let committer = Arc::new(Committer::start(db.clone()).unwrap());
+        let file = Arc::new(Mutex::new(
+            std::fs::File::create(dir.path().join("log")).unwrap(),
+        ));
+        let syncing = file.clone();
+        let committer = Arc::new(
+            Committer::start(move || {
+                syncing
+                    .lock()
+                    .unwrap()
+                    .sync_data()
+                    .map_err(|e| e.to_string())
+            })
+            .unwrap(),
+        );
         let threads: Vec<_> = (0..8u64)
-            .map(|t| {
-                let (db, committer) = (db.clone(), committer.clone());
+            .map(|_| {
+                let (file, committer) = (file.clone(), committer.clone());
                 std::thread::spawn(move || {
-                    for i in 0..25u64 {
-                        db.insert((t * 1000 + i).to_be_bytes(), vec![0u8; 512])
-                            .unwrap();
+                    for _ in 0..25u64 {
+                        use std::io::Write;
+                        file.lock().unwrap().write_all(&[0u8; 512]).unwrap();
                         committer.wait_durable().unwrap();
                     }
                 })

@@ -1,32 +1,37 @@
-//! The durable store on sled: series index, head, write-ahead log and
-//! closed chunks (DESIGN.md, "Storage").
+//! The durable store: series index, head, write-ahead log and closed
+//! chunks (DESIGN.md, "Storage").
 //!
 //! Layout: `index/` is a sled database with the trees `series` (id →
-//! labels), `meta` (metric name → type and help), `streams` (host → stream
-//! id and highest applied seq) and `wal` (record number → batch); `chunks/`
-//! holds closed Gorilla chunks in append-only segment files
-//! ([`super::segments`]), which retention deletes whole.
-//! A batch goes into the WAL, together with its stream's new seq in one
-//! transaction, before it is applied to the head; `append` returns once a
-//! (grouped) flush has made it durable, and only then does ingest ack. At
-//! start the series are loaded, each series' newest persisted sample seeds
-//! the head, and the WAL is replayed. WAL records are deleted once every
-//! sample in them is in a closed chunk.
+//! labels), `meta` (metric name → type and help) and `streams` (host →
+//! stream id and highest applied seq, as of the last WAL truncation);
+//! `wal/` holds the write-ahead log ([`super::wal`]) and `chunks/` the
+//! closed Gorilla chunks ([`super::segments`]), both append-only files
+//! deleted whole.
+//! A batch goes into the WAL, with its host, stream and seq, before it is
+//! applied to the head; `append` returns once a (grouped) fdatasync has made
+//! it durable, and only then does ingest ack. At start the series are
+//! loaded, each series' newest persisted sample seeds the head, and the WAL
+//! is replayed, which also brings each stream's seq up to date. WAL files
+//! are deleted once every sample in them is in a closed, synced chunk, and
+//! the streams are written to sled just before.
+//!
+//! The WAL began in a sled tree; sled's write path and the space it kept
+//! cost more than the rest of ingest together, so it moved to its own
+//! files (docs/benchmarks.md).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-
-use sled::Transactional;
 
 use patrol_shared::model::MetricKind;
 
 use super::chunk::ChunkReader;
 use super::commit::Committer;
-use super::head::{ClosedChunk, Head};
+use super::head::{ClosedChunk, Head, Rejection};
 use super::index::{Labels, Matcher, SeriesId, SeriesIndex};
 use super::segments::ChunkFiles;
+use super::wal::Wal;
 use super::{Appended, LatestFamily, LatestSample, StampedBatch, Store, StoreError, StoreStats};
 
 /// A batch as the write-ahead log keeps it: series by id, with the labels
@@ -68,18 +73,6 @@ struct Trees {
     series: sled::Tree,
     meta: sled::Tree,
     streams: sled::Tree,
-    wal: sled::Tree,
-}
-
-struct Inner {
-    index: SeriesIndex,
-    head: Head,
-    meta: BTreeMap<String, (MetricKind, String)>,
-    streams: HashMap<String, (u64, u64)>,
-    /// WAL record numbers and the newest sample time in each, oldest first.
-    wal: VecDeque<(u64, i64)>,
-    next_wal: u64,
-    chunks: ChunkFiles,
 }
 
 #[derive(Default)]
@@ -88,6 +81,22 @@ struct Counters {
     out_of_order: AtomicU64,
     duplicate: AtomicU64,
     chunks_written: AtomicU64,
+}
+
+/// What the store knows in memory, apart from the log.
+struct State {
+    index: SeriesIndex,
+    head: Head,
+    meta: BTreeMap<String, (MetricKind, String)>,
+    streams: HashMap<String, (u64, u64)>,
+    chunks: ChunkFiles,
+}
+
+struct Inner {
+    state: State,
+    wal: Wal,
+    /// Reused to encode WAL records.
+    buf: Vec<u8>,
 }
 
 /// See the module comment.
@@ -99,8 +108,8 @@ pub struct DiskStore {
     counters: Counters,
 }
 
-fn io_err(e: std::io::Error) -> StoreError {
-    StoreError::Unavailable(format!("chunk files: {e}"))
+fn io_err(what: &'static str) -> impl Fn(std::io::Error) -> StoreError {
+    move |e| StoreError::Unavailable(format!("{what}: {e}"))
 }
 
 fn sled_err(e: sled::Error) -> StoreError {
@@ -121,217 +130,77 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T,
 impl DiskStore {
     /// Opens (or creates) the store in `path` and replays its WAL.
     pub fn open(path: &Path) -> Result<DiskStore, StoreError> {
-        let chunks = ChunkFiles::open(&path.join("chunks")).map_err(|e| {
-            StoreError::Unavailable(format!(
-                "cannot open {}: {e}",
-                path.join("chunks").display()
-            ))
-        })?;
+        let cannot = |what: &Path, e: &dyn std::fmt::Display| {
+            StoreError::Unavailable(format!("cannot open {}: {e}", what.display()))
+        };
+        // sled first: its lock keeps a second store off the same folder.
         let db = sled::Config::new()
             .path(path.join("index"))
             .cache_capacity(16 << 20)
             .open()
-            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|e| cannot(path, &e))?;
         let open = |name: &str| db.open_tree(name).map_err(sled_err);
         let trees = Trees {
             series: open("series")?,
             meta: open("meta")?,
             streams: open("streams")?,
-            wal: open("wal")?,
         };
-        let committer = Committer::start(db.clone())
-            .map_err(|e| StoreError::Unavailable(format!("cannot start flush thread: {e}")))?;
-        let store = DiskStore {
+        let chunks_dir = path.join("chunks");
+        let chunks = ChunkFiles::open(&chunks_dir).map_err(|e| cannot(&chunks_dir, &e))?;
+        let mut state = State {
+            index: SeriesIndex::new(),
+            head: Head::default(),
+            meta: BTreeMap::new(),
+            streams: HashMap::new(),
+            chunks,
+        };
+        let counters = Counters::default();
+        load(&trees, &mut state)?;
+        let mut closed = Vec::new();
+        let mut replayed_error = None;
+        let wal_dir = path.join("wal");
+        let wal = Wal::open(&wal_dir, |bytes| {
+            let record: WalRecord = decode(bytes, "WAL").map_err(|e| e.to_string())?;
+            let newest = record.newest();
+            let result = apply(&trees, &mut state, &record, None).map(|(_, cut)| cut);
+            match result {
+                Ok(cut) => closed.extend(cut),
+                Err(e) => replayed_error = Some(e),
+            }
+            state
+                .streams
+                .insert(record.host, (record.stream_id, record.seq));
+            Ok(newest)
+        })
+        .map_err(|e| cannot(&wal_dir, &e))?;
+        if let Some(e) = replayed_error {
+            return Err(e);
+        }
+        write_chunks(&mut state, &counters, &closed)?;
+        tracing::info!(
+            series = state.index.len(),
+            wal_records = wal.records(),
+            "storage loaded"
+        );
+        let syncing = wal.sync_handle();
+        let committer =
+            Committer::start(move || syncing.sync().map_err(|e| format!("WAL sync failed: {e}")))
+                .map_err(|e| StoreError::Unavailable(format!("cannot start flush thread: {e}")))?;
+        Ok(DiskStore {
             db,
-            inner: Mutex::new(Inner {
-                index: SeriesIndex::new(),
-                head: Head::default(),
-                meta: BTreeMap::new(),
-                streams: HashMap::new(),
-                wal: VecDeque::new(),
-                next_wal: 1,
-                chunks,
-            }),
             trees,
+            inner: Mutex::new(Inner {
+                state,
+                wal,
+                buf: Vec::new(),
+            }),
             committer,
-            counters: Counters::default(),
-        };
-        store.load()?;
-        Ok(store)
+            counters,
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Rebuilds memory from the trees: index, metadata, streams, the head
-    /// seeded with each series' newest persisted sample, then the WAL.
-    fn load(&self) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        for item in self.trees.series.iter() {
-            let (k, v) = item.map_err(sled_err)?;
-            let id = key_u64(&k, "series")?;
-            inner.index.insert(decode(&v, "series")?, Some(id));
-        }
-        for item in self.trees.meta.iter() {
-            let (k, v) = item.map_err(sled_err)?;
-            let name = String::from_utf8_lossy(&k).into_owned();
-            inner.meta.insert(name, decode(&v, "meta")?);
-        }
-        for item in self.trees.streams.iter() {
-            let (k, v) = item.map_err(sled_err)?;
-            let host = String::from_utf8_lossy(&k).into_owned();
-            inner.streams.insert(host, decode(&v, "stream")?);
-        }
-        let newest: Vec<(SeriesId, Vec<u8>)> = inner
-            .chunks
-            .newest()
-            .map(|(id, bytes)| bytes.map(|b| (id, b)))
-            .collect::<Result<_, _>>()
-            .map_err(io_err)?;
-        for (id, bytes) in newest {
-            if let Some(Ok((t, v))) = ChunkReader::new(&bytes).ok().and_then(|r| r.last()) {
-                inner.head.seed(id, t, v);
-            }
-        }
-        let mut closed = Vec::new();
-        for item in self.trees.wal.iter() {
-            let (k, v) = item.map_err(sled_err)?;
-            let number = key_u64(&k, "WAL")?;
-            let record: WalRecord = decode(&v, "WAL")?;
-            let newest = record.newest();
-            let (_, chunks) = self.apply(&mut inner, &record, false)?;
-            closed.extend(chunks);
-            inner.wal.push_back((number, newest));
-            inner.next_wal = number + 1;
-        }
-        self.write_chunks(&mut inner, &closed)?;
-        tracing::info!(
-            series = inner.index.len(),
-            wal_records = inner.wal.len(),
-            "storage loaded"
-        );
-        Ok(())
-    }
-
-    /// Gives every series of a batch its id (registering new ones) and
-    /// records metadata changes: the batch as the WAL keeps it, with each
-    /// series' labels written once, when it is new.
-    fn resolve(&self, inner: &mut Inner, batch: StampedBatch) -> Result<WalRecord, StoreError> {
-        let mut record = WalRecord {
-            host: batch.host,
-            stream_id: batch.stream_id,
-            seq: batch.seq,
-            new_series: Vec::new(),
-            meta: Vec::new(),
-            sets: Vec::with_capacity(batch.sets.len()),
-        };
-        for (t, families) in batch.sets {
-            let mut samples = Vec::new();
-            for family in families {
-                let meta = (family.kind, family.help);
-                if inner.meta.get(&family.name) != Some(&meta) {
-                    self.put_meta(inner, &family.name, meta.clone())?;
-                    record.meta.push((family.name.clone(), meta.0, meta.1));
-                }
-                for series in family.series {
-                    let mut labels = series.labels;
-                    labels.push(("__name__".into(), family.name.clone()));
-                    labels.sort();
-                    let id = match inner.index.get(&labels) {
-                        Some(id) => id,
-                        None => {
-                            let id = inner.index.next_id();
-                            self.put_series(inner, id, &labels)?;
-                            record.new_series.push((id, labels));
-                            id
-                        }
-                    };
-                    samples.push((id, series.value));
-                }
-            }
-            record.sets.push((t, samples));
-        }
-        Ok(record)
-    }
-
-    fn put_meta(
-        &self,
-        inner: &mut Inner,
-        name: &str,
-        meta: (MetricKind, String),
-    ) -> Result<(), StoreError> {
-        self.trees
-            .meta
-            .insert(name.as_bytes(), encode(&meta)?)
-            .map_err(sled_err)?;
-        inner.meta.insert(name.to_owned(), meta);
-        Ok(())
-    }
-
-    fn put_series(
-        &self,
-        inner: &mut Inner,
-        id: SeriesId,
-        labels: &Labels,
-    ) -> Result<(), StoreError> {
-        if inner.index.labels(id).is_none() {
-            self.trees
-                .series
-                .insert(id.to_be_bytes(), encode(labels)?)
-                .map_err(sled_err)?;
-            inner.index.insert(labels.clone(), Some(id));
-        }
-        Ok(())
-    }
-
-    /// Applies a WAL record to index, metadata and head; returns the
-    /// samples taken and the chunks the head closed (not yet written).
-    fn apply(
-        &self,
-        inner: &mut Inner,
-        record: &WalRecord,
-        count: bool,
-    ) -> Result<(usize, Vec<ClosedChunk>), StoreError> {
-        // On replay the definitions may be newer than the trees.
-        for (id, labels) in &record.new_series {
-            self.put_series(inner, *id, labels)?;
-        }
-        for (name, kind, help) in &record.meta {
-            let meta = (*kind, help.clone());
-            if inner.meta.get(name) != Some(&meta) {
-                self.put_meta(inner, name, meta)?;
-            }
-        }
-        let mut taken = 0;
-        let mut closed = Vec::new();
-        for (t, samples) in &record.sets {
-            for &(id, v) in samples {
-                match inner.head.append(id, *t, v) {
-                    Ok(cut) => {
-                        taken += 1;
-                        closed.extend(cut);
-                    }
-                    Err(rejection) if count => {
-                        let counter = match rejection {
-                            super::head::Rejection::OutOfOrder => &self.counters.out_of_order,
-                            super::head::Rejection::Duplicate => &self.counters.duplicate,
-                        };
-                        counter.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(_) => {}
-                }
-            }
-        }
-        Ok((taken, closed))
-    }
-
-    fn write_chunks(&self, inner: &mut Inner, chunks: &[ClosedChunk]) -> Result<(), StoreError> {
-        inner.chunks.append(chunks).map_err(io_err)?;
-        self.counters
-            .chunks_written
-            .fetch_add(chunks.len() as u64, Ordering::Relaxed);
-        Ok(())
     }
 
     /// Series matching `matchers` with their samples in [mint, maxt],
@@ -343,10 +212,15 @@ impl DiskStore {
         maxt: i64,
     ) -> Result<Vec<SeriesSamples>, StoreError> {
         let inner = self.lock();
+        let state = &inner.state;
         let mut out = Vec::new();
-        for id in inner.index.select(matchers) {
+        for id in state.index.select(matchers) {
             let mut samples = Vec::new();
-            for bytes in inner.chunks.read(id, mint, maxt).map_err(io_err)? {
+            for bytes in state
+                .chunks
+                .read(id, mint, maxt)
+                .map_err(io_err("chunk files"))?
+            {
                 let reader = ChunkReader::new(&bytes)
                     .map_err(|e| StoreError::Unavailable(format!("chunk of series {id}: {e}")))?;
                 let mut past_end = false;
@@ -366,9 +240,9 @@ impl DiskStore {
                     break;
                 }
             }
-            samples.extend(inner.head.samples(id, mint, maxt));
+            samples.extend(state.head.samples(id, mint, maxt));
             if !samples.is_empty() {
-                let labels = inner.index.labels(id).cloned().unwrap_or_default();
+                let labels = state.index.labels(id).unwrap_or_default();
                 out.push(SeriesSamples { labels, samples });
             }
         }
@@ -378,15 +252,15 @@ impl DiskStore {
     /// Label names of the series matching `matchers` (all series if none).
     pub fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
         let inner = self.lock();
+        let index = &inner.state.index;
         if matchers.is_empty() {
-            return inner.index.label_names();
+            return index.label_names();
         }
-        let mut names: Vec<String> = inner
-            .index
+        let mut names: Vec<String> = index
             .select(matchers)
             .into_iter()
-            .filter_map(|id| inner.index.labels(id))
-            .flat_map(|labels| labels.iter().map(|(n, _)| n.clone()))
+            .filter_map(|id| index.labels(id))
+            .flat_map(|labels| labels.into_iter().map(|(n, _)| n))
             .collect();
         names.sort();
         names.dedup();
@@ -396,20 +270,15 @@ impl DiskStore {
     /// Values of label `name` among the series matching `matchers`.
     pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
         let inner = self.lock();
+        let index = &inner.state.index;
         if matchers.is_empty() {
-            return inner.index.label_values(name);
+            return index.label_values(name);
         }
-        let mut values: Vec<String> = inner
-            .index
+        let mut values: Vec<String> = index
             .select(matchers)
             .into_iter()
-            .filter_map(|id| inner.index.labels(id))
-            .filter_map(|labels| {
-                labels
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, v)| v.clone())
-            })
+            .filter_map(|id| index.labels(id))
+            .filter_map(|labels| labels.into_iter().find(|(n, _)| n == name).map(|(_, v)| v))
             .collect();
         values.sort();
         values.dedup();
@@ -417,57 +286,230 @@ impl DiskStore {
     }
 
     /// Background upkeep at time `now_ms`: close chunks of series quiet for
-    /// two hours, delete WAL records wholly in closed chunks, and delete
+    /// two hours, delete WAL files wholly in closed chunks, and delete
     /// chunks older than `retention_ms`.
     pub fn maintain(&self, now_ms: i64, retention_ms: i64) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        let idle = inner
+        let Inner { state, wal, .. } = &mut *inner;
+        let idle = state
             .head
             .close_idle(now_ms.saturating_sub(super::head::MAX_CHUNK_SPAN_MS));
-        self.write_chunks(&mut inner, &idle)?;
-        let keep_from = inner.head.min_open_time().unwrap_or(i64::MAX);
-        let done = inner
-            .wal
-            .iter()
-            .take_while(|(_, newest)| *newest < keep_from)
-            .count();
-        if done > 0 {
-            // The chunks holding these samples must be durable first.
-            inner.chunks.sync().map_err(io_err)?;
-            self.db.flush().map_err(sled_err)?;
-            for (number, _) in inner.wal.drain(..done) {
+        write_chunks(state, &self.counters, &idle)?;
+        let keep_from = state.head.min_open_time().unwrap_or(i64::MAX);
+        if wal.removable(keep_from) > 0 {
+            // What the files hold must be durable elsewhere first: the
+            // chunks, the series and metadata, and each stream's seq.
+            state.chunks.sync().map_err(io_err("chunk files"))?;
+            wal.sync().map_err(io_err("WAL"))?;
+            for (host, stream) in &state.streams {
                 self.trees
-                    .wal
-                    .remove(number.to_be_bytes())
+                    .streams
+                    .insert(host.as_bytes(), encode(stream)?)
                     .map_err(sled_err)?;
             }
+            self.db.flush().map_err(sled_err)?;
+            wal.truncate_before(keep_from).map_err(io_err("WAL"))?;
         }
-        inner
+        state
             .chunks
             .delete_before(now_ms.saturating_sub(retention_ms))
-            .map_err(io_err)?;
+            .map_err(io_err("chunk files"))?;
         Ok(())
     }
 
-    /// Bytes the store takes on disk: the index database and the chunks.
+    /// Bytes the store takes on disk: index database, WAL and chunks.
     pub fn size_on_disk(&self) -> u64 {
-        self.index_bytes() + self.chunk_bytes()
+        self.index_bytes() + self.wal_bytes() + self.chunk_bytes()
     }
 
-    /// Bytes of the sled database (index, streams, WAL).
+    /// Bytes of the sled database (series, metadata, streams).
     pub fn index_bytes(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
 
+    /// Bytes of the write-ahead log.
+    pub fn wal_bytes(&self) -> u64 {
+        self.lock().wal.bytes()
+    }
+
     /// Bytes of the chunk segment files.
     pub fn chunk_bytes(&self) -> u64 {
-        self.lock().chunks.bytes()
+        self.lock().state.chunks.bytes()
     }
+}
+
+/// Loads index, metadata and streams from sled, and seeds the head with
+/// each series' newest persisted sample.
+fn load(trees: &Trees, state: &mut State) -> Result<(), StoreError> {
+    for item in trees.series.iter() {
+        let (k, v) = item.map_err(sled_err)?;
+        let id = key_u64(&k, "series")?;
+        state.index.insert(decode(&v, "series")?, Some(id));
+    }
+    for item in trees.meta.iter() {
+        let (k, v) = item.map_err(sled_err)?;
+        let name = String::from_utf8_lossy(&k).into_owned();
+        state.meta.insert(name, decode(&v, "meta")?);
+    }
+    for item in trees.streams.iter() {
+        let (k, v) = item.map_err(sled_err)?;
+        let host = String::from_utf8_lossy(&k).into_owned();
+        state.streams.insert(host, decode(&v, "stream")?);
+    }
+    let newest: Vec<(SeriesId, Vec<u8>)> = state
+        .chunks
+        .newest()
+        .map(|(id, bytes)| bytes.map(|b| (id, b)))
+        .collect::<Result<_, _>>()
+        .map_err(io_err("chunk files"))?;
+    for (id, bytes) in newest {
+        if let Some(Ok((t, v))) = ChunkReader::new(&bytes).ok().and_then(|r| r.last()) {
+            state.head.seed(id, t, v);
+        }
+    }
+    Ok(())
+}
+
+/// Gives every series of a batch its id (registering new ones) and
+/// records metadata changes: the batch as the WAL keeps it, with each
+/// series' labels written once, when it is new.
+fn resolve(trees: &Trees, state: &mut State, batch: StampedBatch) -> Result<WalRecord, StoreError> {
+    let mut record = WalRecord {
+        host: batch.host,
+        stream_id: batch.stream_id,
+        seq: batch.seq,
+        new_series: Vec::new(),
+        meta: Vec::new(),
+        sets: Vec::with_capacity(batch.sets.len()),
+    };
+    for (t, families) in batch.sets {
+        let mut samples = Vec::with_capacity(families.iter().map(|f| f.series.len()).sum());
+        for family in families {
+            let known = state
+                .meta
+                .get(&family.name)
+                .is_some_and(|(kind, help)| *kind == family.kind && *help == family.help);
+            if !known {
+                let meta = (family.kind, family.help.clone());
+                put_meta(trees, state, &family.name, meta)?;
+                record
+                    .meta
+                    .push((family.name.clone(), family.kind, family.help.clone()));
+            }
+            for series in family.series {
+                let id = match state.index.get(&family.name, &series.labels) {
+                    Some(id) => id,
+                    None => {
+                        let mut labels = series.labels;
+                        labels.push(("__name__".into(), family.name.clone()));
+                        labels.sort();
+                        let id = state.index.next_id();
+                        put_series(trees, state, id, &labels)?;
+                        record.new_series.push((id, labels));
+                        id
+                    }
+                };
+                samples.push((id, series.value));
+            }
+        }
+        record.sets.push((t, samples));
+    }
+    Ok(record)
+}
+
+fn put_meta(
+    trees: &Trees,
+    state: &mut State,
+    name: &str,
+    meta: (MetricKind, String),
+) -> Result<(), StoreError> {
+    trees
+        .meta
+        .insert(name.as_bytes(), encode(&meta)?)
+        .map_err(sled_err)?;
+    state.meta.insert(name.to_owned(), meta);
+    Ok(())
+}
+
+/// Registers a series under `id` unless it is known. Not flushed: the WAL
+/// record that brought it names it too, until the WAL is truncated.
+fn put_series(
+    trees: &Trees,
+    state: &mut State,
+    id: SeriesId,
+    labels: &Labels,
+) -> Result<(), StoreError> {
+    if !state.index.contains(id) {
+        trees
+            .series
+            .insert(id.to_be_bytes(), encode(labels)?)
+            .map_err(sled_err)?;
+        state.index.insert(labels.clone(), Some(id));
+    }
+    Ok(())
+}
+
+/// Applies a WAL record to index, metadata and head; returns the samples
+/// taken and the chunks the head closed (not yet written). Rejected samples
+/// are counted when `counters` is given (not on replay).
+fn apply(
+    trees: &Trees,
+    state: &mut State,
+    record: &WalRecord,
+    counters: Option<&Counters>,
+) -> Result<(usize, Vec<ClosedChunk>), StoreError> {
+    // On replay the definitions may be newer than the trees.
+    for (id, labels) in &record.new_series {
+        put_series(trees, state, *id, labels)?;
+    }
+    for (name, kind, help) in &record.meta {
+        let known = state
+            .meta
+            .get(name)
+            .is_some_and(|(k, h)| k == kind && h == help);
+        if !known {
+            put_meta(trees, state, name, (*kind, help.clone()))?;
+        }
+    }
+    let mut taken = 0;
+    let mut closed = Vec::new();
+    for (t, samples) in &record.sets {
+        for &(id, v) in samples {
+            match state.head.append(id, *t, v) {
+                Ok(cut) => {
+                    taken += 1;
+                    closed.extend(cut);
+                }
+                Err(rejection) => {
+                    if let Some(counters) = counters {
+                        let counter = match rejection {
+                            Rejection::OutOfOrder => &counters.out_of_order,
+                            Rejection::Duplicate => &counters.duplicate,
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+    Ok((taken, closed))
+}
+
+fn write_chunks(
+    state: &mut State,
+    counters: &Counters,
+    chunks: &[ClosedChunk],
+) -> Result<(), StoreError> {
+    state.chunks.append(chunks).map_err(io_err("chunk files"))?;
+    counters
+        .chunks_written
+        .fetch_add(chunks.len() as u64, Ordering::Relaxed);
+    Ok(())
 }
 
 impl Store for DiskStore {
     fn last_applied(&self, host: &str, stream_id: u64) -> u64 {
-        match self.lock().streams.get(host) {
+        match self.lock().state.streams.get(host) {
             Some((stream, seq)) if *stream == stream_id => *seq,
             _ => 0,
         }
@@ -475,32 +517,25 @@ impl Store for DiskStore {
 
     fn append(&self, batch: StampedBatch) -> Result<Appended, StoreError> {
         let mut inner = self.lock();
-        let last = match inner.streams.get(&batch.host) {
+        let Inner { state, wal, buf } = &mut *inner;
+        let last = match state.streams.get(&batch.host) {
             Some((stream, seq)) if *stream == batch.stream_id => *seq,
             _ => 0,
         };
         if batch.seq <= last {
             return Ok(Appended::Duplicate);
         }
-        let number = inner.next_wal;
-        let record = self.resolve(&mut inner, batch)?;
-        let bytes = encode(&record)?;
-        let stream = encode(&(record.stream_id, record.seq))?;
-        (&self.trees.wal, &self.trees.streams)
-            .transaction(|(wal, streams)| {
-                wal.insert(&number.to_be_bytes(), bytes.as_slice())?;
-                streams.insert(record.host.as_bytes(), stream.as_slice())?;
-                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| StoreError::Unavailable(format!("WAL write: {e:?}")))?;
-        inner.next_wal += 1;
-        inner
+        let record = resolve(&self.trees, state, batch)?;
+        buf.clear();
+        bincode::serde::encode_into_std_write(&record, buf, bincode::config::standard())
+            .map_err(|e| StoreError::Unavailable(format!("encode: {e}")))?;
+        wal.append(buf, record.newest())
+            .map_err(io_err("WAL write"))?;
+        let (samples, closed) = apply(&self.trees, state, &record, Some(&self.counters))?;
+        write_chunks(state, &self.counters, &closed)?;
+        state
             .streams
-            .insert(record.host.clone(), (record.stream_id, record.seq));
-        let newest = record.newest();
-        inner.wal.push_back((number, newest));
-        let (samples, closed) = self.apply(&mut inner, &record, true)?;
-        self.write_chunks(&mut inner, &closed)?;
+            .insert(record.host, (record.stream_id, record.seq));
         drop(inner);
         self.committer
             .wait_durable()
@@ -513,19 +548,24 @@ impl Store for DiskStore {
 
     fn latest(&self, since_ms: i64) -> Vec<LatestFamily> {
         let inner = self.lock();
-        let mut families: BTreeMap<&str, LatestFamily> = BTreeMap::new();
-        for id in inner.index.select(&[]) {
-            let (Some(labels), Some((t, v))) = (inner.index.labels(id), inner.head.last(id)) else {
+        let state = &inner.state;
+        let mut families: BTreeMap<String, LatestFamily> = BTreeMap::new();
+        for id in state.index.select(&[]) {
+            let Some((t, v)) = state.head.last(id) else {
                 continue;
             };
             if t < since_ms {
                 continue;
             }
-            let Some((_, name)) = labels.iter().find(|(n, _)| n == "__name__") else {
+            let Some(mut labels) = state.index.labels(id) else {
                 continue;
             };
-            let family = families.entry(name.as_str()).or_insert_with(|| {
-                let (kind, help) = inner
+            let Some(at) = labels.iter().position(|(n, _)| n == "__name__") else {
+                continue;
+            };
+            let (_, name) = labels.remove(at);
+            let family = families.entry(name).or_insert_with_key(|name| {
+                let (kind, help) = state
                     .meta
                     .get(name)
                     .cloned()
@@ -538,11 +578,7 @@ impl Store for DiskStore {
                 }
             });
             family.samples.push(LatestSample {
-                labels: labels
-                    .iter()
-                    .filter(|(n, _)| n != "__name__")
-                    .cloned()
-                    .collect(),
+                labels,
                 value: v,
                 timestamp_ms: t,
             });
@@ -557,19 +593,21 @@ impl Store for DiskStore {
     }
 
     fn series_count(&self) -> usize {
-        self.lock().index.len()
+        self.lock().state.index.len()
     }
 
     fn stats(&self) -> StoreStats {
         let inner = self.lock();
         StoreStats {
-            series: inner.index.len() as u64,
+            series: inner.state.index.len() as u64,
             samples_appended: self.counters.samples.load(Ordering::Relaxed),
             samples_out_of_order: self.counters.out_of_order.load(Ordering::Relaxed),
             samples_duplicate: self.counters.duplicate.load(Ordering::Relaxed),
             chunks_written: self.counters.chunks_written.load(Ordering::Relaxed),
-            wal_records: inner.wal.len() as u64,
-            bytes_on_disk: self.db.size_on_disk().unwrap_or(0) + inner.chunks.bytes(),
+            wal_records: inner.wal.records(),
+            bytes_on_disk: self.db.size_on_disk().unwrap_or(0)
+                + inner.wal.bytes()
+                + inner.state.chunks.bytes(),
             last_flush_seconds: self.committer.last_flush().as_secs_f64(),
             available: true,
         }

@@ -3,7 +3,11 @@
 //! carry it, so a selector finds its series without scanning them all.
 //! Kept in memory; rebuilt at start from the store's `series` tree.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use foldhash::fast::RandomState;
 
 use regex::Regex;
 
@@ -69,13 +73,64 @@ impl Matcher {
     }
 }
 
-/// See the module comment.
+type Sym = u32;
+
+/// Every label name and value once, numbered.
+#[derive(Debug, Default)]
+struct Strings {
+    syms: HashMap<Arc<str>, Sym, RandomState>,
+    texts: Vec<Arc<str>>,
+}
+
+impl Strings {
+    fn intern(&mut self, s: &str) -> Sym {
+        if let Some(sym) = self.syms.get(s) {
+            return *sym;
+        }
+        let text: Arc<str> = Arc::from(s);
+        let sym = self.texts.len() as Sym;
+        self.texts.push(text.clone());
+        self.syms.insert(text, sym);
+        sym
+    }
+
+    fn find(&self, s: &str) -> Option<Sym> {
+        self.syms.get(s).copied()
+    }
+
+    fn text(&self, sym: Sym) -> &str {
+        self.texts.get(sym as usize).map_or("", |t| t)
+    }
+}
+
+/// The series whose labels hash alike: almost always one.
+#[derive(Debug)]
+enum Bucket {
+    One(SeriesId),
+    Many(Vec<SeriesId>),
+}
+
+impl Bucket {
+    fn ids(&self) -> &[SeriesId] {
+        match self {
+            Bucket::One(id) => std::slice::from_ref(id),
+            Bucket::Many(ids) => ids,
+        }
+    }
+}
+
+/// See the module comment. Label strings are interned: a series is a short
+/// run of (name, value) numbers, found by a hash of its labels.
 #[derive(Debug, Default)]
 pub struct SeriesIndex {
-    ids: HashMap<Labels, SeriesId>,
-    labels: HashMap<SeriesId, Labels>,
+    strings: Strings,
+    /// By series id; empty for ids not in use.
+    series: Vec<Box<[(Sym, Sym)]>>,
+    by_hash: HashMap<u64, Bucket, RandomState>,
+    hasher: RandomState,
     /// name → value → sorted series ids.
-    postings: BTreeMap<String, BTreeMap<String, Vec<SeriesId>>>,
+    postings: HashMap<Sym, HashMap<Sym, Vec<SeriesId>, RandomState>, RandomState>,
+    count: usize,
     next_id: SeriesId,
 }
 
@@ -88,19 +143,95 @@ impl SeriesIndex {
     }
 
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.count
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.count == 0
     }
 
-    pub fn get(&self, labels: &Labels) -> Option<SeriesId> {
-        self.ids.get(labels).copied()
+    /// The hash of a series: its name, then its other labels in order.
+    fn hash<'a>(&self, name: &str, labels: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        name.hash(&mut h);
+        for (n, v) in labels {
+            n.hash(&mut h);
+            v.hash(&mut h);
+        }
+        h.finish()
     }
 
-    pub fn labels(&self, id: SeriesId) -> Option<&Labels> {
-        self.labels.get(&id)
+    fn stored(&self, id: SeriesId) -> Option<&[(Sym, Sym)]> {
+        self.series
+            .get(usize::try_from(id).ok()?)
+            .map(|b| &**b)
+            .filter(|b| !b.is_empty())
+    }
+
+    /// The id of the series named `name` with `labels` (without
+    /// `__name__`), without building its label set.
+    pub fn get(&self, name: &str, labels: &[(String, String)]) -> Option<SeriesId> {
+        if !labels.is_sorted() {
+            let mut sorted = labels.to_vec();
+            sorted.sort();
+            return self.get(name, &sorted);
+        }
+        let hash = self.hash(name, labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        let name_sym = self.strings.find(NAME)?;
+        self.by_hash.get(&hash)?.ids().iter().copied().find(|id| {
+            let Some(stored) = self.stored(*id) else {
+                return false;
+            };
+            let mut given = labels.iter();
+            let mut named = false;
+            for (n, v) in stored {
+                if *n == name_sym {
+                    named = self.strings.text(*v) == name;
+                    if !named {
+                        return false;
+                    }
+                    continue;
+                }
+                match given.next() {
+                    Some((gn, gv))
+                        if self.strings.text(*n) == gn && self.strings.text(*v) == gv => {}
+                    _ => return false,
+                }
+            }
+            named && given.next().is_none()
+        })
+    }
+
+    /// Whether `id` is in use.
+    pub fn contains(&self, id: SeriesId) -> bool {
+        self.stored(id).is_some()
+    }
+
+    /// A series' labels, `__name__` among them.
+    pub fn labels(&self, id: SeriesId) -> Option<Labels> {
+        let stored = self.stored(id)?;
+        Some(
+            stored
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        self.strings.text(*n).to_owned(),
+                        self.strings.text(*v).to_owned(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// The value of label `name` of a series, if it has it.
+    fn value_of(&self, stored: &[(Sym, Sym)], name: &str) -> &str {
+        let Some(name) = self.strings.find(name) else {
+            return "";
+        };
+        stored
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("", |(_, v)| self.strings.text(*v))
     }
 
     /// The id a new series would get next.
@@ -108,26 +239,49 @@ impl SeriesIndex {
         self.next_id
     }
 
-    /// Adds a series under a known id (at start, from disk) or the next id.
+    /// Adds a series (labels sorted, `__name__` among them) under a known
+    /// id (at start, from disk) or the next id; a series already known keeps
+    /// its id, which is returned.
     pub fn insert(&mut self, labels: Labels, id: Option<SeriesId>) -> SeriesId {
-        if let Some(existing) = self.ids.get(&labels) {
-            return *existing;
+        let name = labels
+            .iter()
+            .find(|(n, _)| n == NAME)
+            .map_or("", |(_, v)| v.as_str());
+        let others: Vec<(String, String)> =
+            labels.iter().filter(|(n, _)| n != NAME).cloned().collect();
+        if let Some(existing) = self.get(name, &others) {
+            return existing;
         }
+        let hash = self.hash(name, others.iter().map(|(n, v)| (n.as_str(), v.as_str())));
         let id = id.unwrap_or(self.next_id);
         self.next_id = self.next_id.max(id + 1);
-        for (name, value) in &labels {
-            let list = self
-                .postings
-                .entry(name.clone())
-                .or_default()
-                .entry(value.clone())
-                .or_default();
+        self.strings.intern(NAME);
+        let stored: Box<[(Sym, Sym)]> = labels
+            .iter()
+            .map(|(n, v)| (self.strings.intern(n), self.strings.intern(v)))
+            .collect();
+        for (n, v) in stored.iter() {
+            let list = self.postings.entry(*n).or_default().entry(*v).or_default();
             if let Err(at) = list.binary_search(&id) {
                 list.insert(at, id);
             }
         }
-        self.ids.insert(labels.clone(), id);
-        self.labels.insert(id, labels);
+        match self.by_hash.get_mut(&hash) {
+            None => {
+                self.by_hash.insert(hash, Bucket::One(id));
+            }
+            Some(Bucket::One(other)) => {
+                let other = *other;
+                self.by_hash.insert(hash, Bucket::Many(vec![other, id]));
+            }
+            Some(Bucket::Many(ids)) => ids.push(id),
+        }
+        let at = usize::try_from(id).unwrap_or(usize::MAX);
+        if at >= self.series.len() {
+            self.series.resize_with(at + 1, Box::default);
+        }
+        self.series[at] = stored;
+        self.count += 1;
         id
     }
 
@@ -141,9 +295,10 @@ impl SeriesIndex {
                     continue;
                 }
                 let list = self
-                    .postings
-                    .get(&m.name)
-                    .and_then(|values| values.get(v))
+                    .strings
+                    .find(&m.name)
+                    .zip(self.strings.find(v))
+                    .and_then(|(n, v)| self.postings.get(&n)?.get(&v))
                     .cloned()
                     .unwrap_or_default();
                 candidates = Some(match candidates {
@@ -153,38 +308,52 @@ impl SeriesIndex {
             }
         }
         let mut ids = candidates.unwrap_or_else(|| {
-            let mut all: Vec<SeriesId> = self.labels.keys().copied().collect();
-            all.sort_unstable();
-            all
+            (0..self.series.len() as SeriesId)
+                .filter(|id| self.contains(*id))
+                .collect()
         });
         ids.retain(|id| {
-            let Some(labels) = self.labels.get(id) else {
+            let Some(stored) = self.stored(*id) else {
                 return false;
             };
-            matchers.iter().all(|m| {
-                let value = labels
-                    .iter()
-                    .find(|(n, _)| *n == m.name)
-                    .map_or("", |(_, v)| v.as_str());
-                m.matches(value)
-            })
+            matchers
+                .iter()
+                .all(|m| m.matches(self.value_of(stored, &m.name)))
         });
         ids
     }
 
     /// Every label name, sorted.
     pub fn label_names(&self) -> Vec<String> {
-        self.postings.keys().cloned().collect()
+        let mut names: Vec<String> = self
+            .postings
+            .keys()
+            .map(|n| self.strings.text(*n).to_owned())
+            .collect();
+        names.sort();
+        names
     }
 
     /// Every value of one label, sorted.
     pub fn label_values(&self, name: &str) -> Vec<String> {
-        self.postings
-            .get(name)
-            .map(|values| values.keys().cloned().collect())
-            .unwrap_or_default()
+        let mut values: Vec<String> = self
+            .strings
+            .find(name)
+            .and_then(|n| self.postings.get(&n))
+            .map(|values| {
+                values
+                    .keys()
+                    .map(|v| self.strings.text(*v).to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        values.sort();
+        values
     }
 }
+
+/// The label that holds a series' metric name.
+const NAME: &str = "__name__";
 
 fn intersect(a: &[SeriesId], b: &[SeriesId]) -> Vec<SeriesId> {
     let (mut i, mut j, mut out) = (0, 0, Vec::new());
@@ -269,5 +438,29 @@ mod tests {
         assert_eq!(idx.next_id(), 11);
         assert_eq!(idx.label_names(), ["__name__", "env", "host"]);
         assert_eq!(idx.label_values("host"), ["db", "evaluation", "training"]);
+    }
+
+    #[test]
+    fn found_by_name_and_labels_in_any_order() {
+        let idx = index();
+        let l = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(idx.get("up", &l(&[("host", "db")])), Some(1));
+        assert_eq!(idx.get("node_load1", &l(&[("host", "db")])), Some(3));
+        assert_eq!(
+            idx.get("up", &l(&[("host", "evaluation"), ("env", "prod")])),
+            Some(4)
+        );
+        assert_eq!(idx.get("up", &l(&[("host", "db"), ("env", "prod")])), None);
+        assert_eq!(idx.get("up", &l(&[])), None);
+        assert_eq!(idx.get("down", &l(&[("host", "db")])), None);
+        assert_eq!(
+            idx.labels(4).unwrap(),
+            labels(&[("__name__", "up"), ("env", "prod"), ("host", "evaluation")])
+        );
     }
 }

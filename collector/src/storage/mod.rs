@@ -4,8 +4,9 @@
 //! labels are already stamped and learns whether it was applied or was a
 //! replay. The store keeps, with the samples, the highest batch number applied
 //! per agent stream, so that dropping replays and storing samples are one
-//! step. The store is [`disk::DiskStore`]: Gorilla chunks, a write-ahead
-//! log and a series index on sled, which nothing outside this module sees.
+//! step. The store is [`disk::DiskStore`]: Gorilla chunks and a write-ahead
+//! log in append-only files, and a series index on sled, which nothing
+//! outside this module sees.
 
 pub mod chunk;
 mod commit;
@@ -15,6 +16,7 @@ pub mod index;
 pub mod maintenance;
 pub mod recovering;
 mod segments;
+mod wal;
 
 use patrol_shared::model::Family;
 

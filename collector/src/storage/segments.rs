@@ -2,10 +2,13 @@
 //! so that disk space really comes back (sled kept what it was told to
 //! delete; see docs/benchmarks.md).
 //!
-//! Files `chunks/NNNNNNNN.seg`, each a run of records:
-//! `[u32 payload length][u64 series][i64 min time][i64 max time][u32 crc32][payload]`,
-//! big-endian. A new file is started when the current one passes 64 MiB or
-//! has been written to for two hours of data time, so each file covers a
+//! Files `chunks/NNNNNNNN.seg`, each a run of records: four LEB128
+//! varints — payload length, series id, min time as a zig-zag delta from
+//! the previous record's min time in the file (from 0 for the first), and
+//! max time − min time — then a little-endian crc32 of those varints and
+//! the payload, then the payload: 15 bytes or so per chunk. A new file is
+//! started when the current one passes 64 MiB or has been written to for
+//! two hours of data time, so each file covers a
 //! bounded span and can be dropped once its newest chunk is past retention.
 //! At open the files are scanned (headers only) to rebuild the in-memory
 //! map of series → chunk locations; a torn record at the end of the last
@@ -14,14 +17,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::head::ClosedChunk;
 use super::index::SeriesId;
 
-const HEADER: usize = 4 + 8 + 8 + 8 + 4;
+/// Longest record header: four varints and the crc.
+const MAX_HEADER: usize = 4 * 10 + 4;
 const MAX_FILE_BYTES: u64 = 64 << 20;
 const MAX_FILE_SPAN_MS: i64 = 2 * 3600 * 1000;
 /// No chunk is anywhere near this; a larger length is corruption.
@@ -31,7 +35,10 @@ const MAX_PAYLOAD: u32 = 16 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ChunkRef {
     file: u32,
-    offset: u64,
+    /// Where the record starts in its file.
+    offset: u32,
+    /// Header bytes before the payload.
+    head: u8,
     len: u32,
     min_t: i64,
     max_t: i64,
@@ -40,6 +47,8 @@ struct ChunkRef {
 struct FileInfo {
     handle: File,
     size: u64,
+    /// Min time of the file's last record: the next one's is a delta.
+    last_min_t: i64,
     first_max_t: i64,
     newest_max_t: i64,
 }
@@ -86,33 +95,43 @@ impl ChunkFiles {
     /// Reads one file's headers into the map; cuts a torn tail off the last.
     fn scan(&mut self, n: u32, last: bool) -> io::Result<()> {
         let path = file_name(&self.dir, n);
-        let mut handle = OpenOptions::new().read(true).append(true).open(&path)?;
+        let handle = OpenOptions::new().read(true).append(true).open(&path)?;
         let size = handle.metadata()?.len();
-        let mut offset = 0u64;
         let mut info = FileInfo {
             handle: handle.try_clone()?,
             size,
+            last_min_t: 0,
             first_max_t: i64::MAX,
             newest_max_t: i64::MIN,
         };
-        let mut header = [0u8; HEADER];
-        while offset + HEADER as u64 <= size {
-            handle.seek(SeekFrom::Start(offset))?;
-            handle.read_exact(&mut header)?;
-            let (len, series, min_t, max_t) = parse_header(&header);
-            let end = offset + HEADER as u64 + u64::from(len);
-            if len > MAX_PAYLOAD || end > size {
+        let mut reader = io::BufReader::with_capacity(64 << 10, handle);
+        let mut offset = 0u64;
+        while offset < size {
+            let Some((header, head)) = read_header(&mut reader, info.last_min_t)? else {
+                break;
+            };
+            let end = offset + head as u64 + u64::from(header.len);
+            let Ok(start) = u32::try_from(offset) else {
+                break;
+            };
+            if header.len > MAX_PAYLOAD || end > size {
                 break;
             }
-            self.chunks.entry(series).or_default().push(ChunkRef {
-                file: n,
-                offset,
-                len,
-                min_t,
-                max_t,
-            });
-            info.first_max_t = info.first_max_t.min(max_t);
-            info.newest_max_t = info.newest_max_t.max(max_t);
+            reader.seek_relative(i64::from(header.len))?;
+            self.chunks
+                .entry(header.series)
+                .or_default()
+                .push(ChunkRef {
+                    file: n,
+                    offset: start,
+                    head,
+                    len: header.len,
+                    min_t: header.min_t,
+                    max_t: header.max_t,
+                });
+            info.last_min_t = header.min_t;
+            info.first_max_t = info.first_max_t.min(header.max_t);
+            info.newest_max_t = info.newest_max_t.max(header.max_t);
             offset = end;
         }
         if offset < size {
@@ -123,14 +142,13 @@ impl ChunkFiles {
                 ));
             }
             tracing::warn!(file = %path.display(), at = offset, "cutting a torn chunk record off the end");
-            handle.set_len(offset)?;
+            info.handle.set_len(offset)?;
             info.size = offset;
         }
         self.files.insert(n, info);
         Ok(())
     }
 
-    /// Appends closed chunks to the current file.
     pub fn append(&mut self, chunks: &[ClosedChunk]) -> io::Result<()> {
         for c in chunks {
             let len = u32::try_from(c.bytes.len())
@@ -142,20 +160,26 @@ impl ChunkFiles {
                 .files
                 .get_mut(&n)
                 .ok_or_else(|| io::Error::other("segment vanished"))?;
-            let mut record = Vec::with_capacity(HEADER + c.bytes.len());
-            record.extend_from_slice(&len.to_be_bytes());
-            record.extend_from_slice(&c.series.to_be_bytes());
-            record.extend_from_slice(&c.min_t.to_be_bytes());
-            record.extend_from_slice(&c.max_t.to_be_bytes());
-            record.extend_from_slice(&crc32fast::hash(&c.bytes).to_be_bytes());
+            let mut record = Vec::with_capacity(MAX_HEADER + c.bytes.len());
+            put_varint(&mut record, u64::from(len));
+            put_varint(&mut record, c.series);
+            put_varint(&mut record, zigzag(c.min_t.wrapping_sub(info.last_min_t)));
+            put_varint(&mut record, c.max_t.wrapping_sub(c.min_t) as u64);
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(&record);
+            crc.update(&c.bytes);
+            record.extend_from_slice(&crc.finalize().to_le_bytes());
+            let head = record.len() as u8;
             record.extend_from_slice(&c.bytes);
-            let offset = info.size;
+            let offset = u32::try_from(info.size)
+                .map_err(|_| io::Error::other("segment file past 4 GiB"))?;
             if let Err(e) = info.handle.write_all(&record) {
                 // Drop a partial record so the file stays readable.
-                let _ = info.handle.set_len(offset);
+                let _ = info.handle.set_len(u64::from(offset));
                 return Err(e);
             }
             info.size += record.len() as u64;
+            info.last_min_t = c.min_t;
             info.first_max_t = info.first_max_t.min(c.max_t);
             info.newest_max_t = info.newest_max_t.max(c.max_t);
             let refs = self.chunks.entry(c.series).or_default();
@@ -165,6 +189,7 @@ impl ChunkFiles {
                 ChunkRef {
                     file: n,
                     offset,
+                    head,
                     len,
                     min_t: c.min_t,
                     max_t: c.max_t,
@@ -202,6 +227,7 @@ impl ChunkFiles {
             FileInfo {
                 handle,
                 size: 0,
+                last_min_t: 0,
                 first_max_t: i64::MAX,
                 newest_max_t: i64::MIN,
             },
@@ -243,11 +269,16 @@ impl ChunkFiles {
             .files
             .get(&r.file)
             .ok_or_else(|| io::Error::other("segment file gone"))?;
-        let mut record = vec![0u8; HEADER + r.len as usize];
-        info.handle.read_exact_at(&mut record, r.offset)?;
-        let crc = u32::from_be_bytes([record[28], record[29], record[30], record[31]]);
-        let payload = record.split_off(HEADER);
-        if crc32fast::hash(&payload) != crc {
+        let head = usize::from(r.head);
+        let mut record = vec![0u8; head + r.len as usize];
+        info.handle
+            .read_exact_at(&mut record, u64::from(r.offset))?;
+        let payload = record.split_off(head);
+        let (varints, stored) = record.split_at(head.saturating_sub(4));
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(varints);
+        crc.update(&payload);
+        if stored != crc.finalize().to_le_bytes() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
@@ -295,14 +326,71 @@ impl ChunkFiles {
     }
 }
 
-fn parse_header(h: &[u8; HEADER]) -> (u32, SeriesId, i64, i64) {
-    let u32_at = |i: usize| u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-    let u64_at = |i: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&h[i..i + 8]);
-        u64::from_be_bytes(b)
+/// A record's header as read back.
+struct Header {
+    len: u32,
+    series: SeriesId,
+    min_t: i64,
+    max_t: i64,
+}
+
+/// Reads one record header; None at a clean end of file or a torn header.
+/// Returns the header and its length in bytes, crc included.
+fn read_header(r: &mut impl Read, last_min_t: i64) -> io::Result<Option<(Header, u8)>> {
+    let mut head = 0usize;
+    let mut next = |head: &mut usize| -> io::Result<Option<u64>> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let mut byte = [0u8];
+            if r.read(&mut byte)? == 0 {
+                return Ok(None);
+            }
+            *head += 1;
+            value |= u64::from(byte[0] & 0x7f) << shift;
+            if byte[0] & 0x80 == 0 {
+                return Ok(Some(value));
+            }
+        }
+        Ok(None)
     };
-    (u32_at(0), u64_at(4), u64_at(12) as i64, u64_at(20) as i64)
+    let (Some(len), Some(series), Some(min_delta), Some(span)) = (
+        next(&mut head)?,
+        next(&mut head)?,
+        next(&mut head)?,
+        next(&mut head)?,
+    ) else {
+        return Ok(None);
+    };
+    let mut crc = [0u8; 4];
+    if r.read_exact(&mut crc).is_err() {
+        return Ok(None);
+    }
+    let min_t = last_min_t.wrapping_add(unzigzag(min_delta));
+    Ok(Some((
+        Header {
+            len: u32::try_from(len).unwrap_or(u32::MAX),
+            series,
+            min_t,
+            max_t: min_t.wrapping_add(span as i64),
+        },
+        (head + 4) as u8,
+    )))
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    (v >> 1) as i64 ^ -((v & 1) as i64)
 }
 
 #[cfg(test)]
@@ -362,7 +450,8 @@ mod tests {
         );
         drop(files);
         let mut bytes = std::fs::read(&path).unwrap();
-        bytes[HEADER + 5] ^= 0xff;
+        // A byte of the first record's payload (its header is short).
+        bytes[20] ^= 0xff;
         std::fs::write(&path, bytes).unwrap();
         let files = ChunkFiles::open(dir.path()).unwrap();
         let err = files.read(1, 0, 1000).unwrap_err();
