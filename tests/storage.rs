@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use patrol_collector::storage::disk::DiskStore;
 use patrol_collector::storage::index::Matcher;
+use patrol_collector::storage::Store;
 use patrol_shared::codec;
 use patrol_shared::model::{Family, SampleSet};
 use patrol_shared::pki::Role;

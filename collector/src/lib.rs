@@ -9,6 +9,7 @@ pub mod config;
 pub mod http;
 pub mod ingest;
 mod listener;
+pub mod query;
 pub mod storage;
 pub mod telemetry;
 
@@ -26,7 +27,7 @@ pub use config::CollectorConfig;
 pub enum StartError {
     #[error(transparent)]
     Tls(#[from] patrol_shared::tls::TlsError),
-    #[error("storage: {0}")]
+    #[error(transparent)]
     Storage(#[from] storage::StoreError),
     #[error("cannot listen on {addr} ({what}): {error}")]
     Bind {
@@ -75,7 +76,11 @@ pub async fn start(
         store: store.clone(),
         telemetry: telemetry.clone(),
     });
-    let http_state = Arc::new(http::HttpState { store, telemetry });
+    let http_state = Arc::new(http::HttpState {
+        store,
+        telemetry,
+        limits: query::Limits::default(),
+    });
     let mut tasks = JoinSet::new();
     tasks.spawn(ingest::serve(ingest_listener, ingest_ctx, cancel.clone()));
     tasks.spawn(http::serve(http_listener, http_state, cancel.clone()));

@@ -71,7 +71,7 @@ type StoreFamily = (
 
 /// The store's figures, as of now (no timestamps).
 fn render_store(out: &mut String, s: &StoreStats) {
-    let families: [StoreFamily; 7] = [
+    let families: [StoreFamily; 8] = [
         (
             "patrol_storage_series",
             "gauge",
@@ -106,9 +106,15 @@ fn render_store(out: &mut String, s: &StoreStats) {
             vec![("", s.wal_records as f64)],
         ),
         (
+            "patrol_storage_wal_bytes",
+            "gauge",
+            "Bytes of the write-ahead log's files.",
+            vec![("", s.wal_bytes as f64)],
+        ),
+        (
             "patrol_storage_disk_bytes",
             "gauge",
-            "Bytes the database takes on disk.",
+            "Bytes the store takes on disk: index, write-ahead log and chunks.",
             vec![("", s.bytes_on_disk as f64)],
         ),
         (

@@ -1,13 +1,15 @@
-//! The collector's HTTP server (hyper 1): `/metrics` now, the query API
-//! later. Routes are few and plain; each answers from shared state.
+//! The collector's HTTP server (hyper 1): `/metrics`, health, and
+//! Prometheus' query API under `/api/v1/` ([`api`]). Routes are few and
+//! plain; each answers from shared state. Queries run on the blocking pool.
 
+pub mod api;
 pub mod exposition;
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -22,10 +24,14 @@ use crate::telemetry::Telemetry;
 /// (Prometheus' lookback delta): a host that stopped reporting disappears.
 const STALE_AFTER: Duration = Duration::from_secs(300);
 
+/// Largest request body read (form-encoded queries).
+const MAX_BODY: usize = 1 << 20;
+
 /// What the handlers read.
 pub struct HttpState {
     pub store: Arc<dyn Store>,
     pub telemetry: Arc<Telemetry>,
+    pub limits: crate::query::Limits,
 }
 
 /// Serves HTTP until `cancel` fires.
@@ -42,7 +48,7 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, cancel: Cancell
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, req)) }
+                async move { Ok::<_, Infallible>(route(state, req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .header_read_timeout(Duration::from_secs(10))
@@ -57,7 +63,11 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, cancel: Cancell
     info!("http stopped");
 }
 
-fn route(state: &HttpState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(state: Arc<HttpState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if let Some(api_route) = req.uri().path().strip_prefix("/api/v1/") {
+        let api_route = api_route.to_owned();
+        return api(state, api_route, req).await;
+    }
     match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/metrics") => {
             let since = patrol_shared::model::now_ms() - STALE_AFTER.as_millis() as i64;
@@ -80,6 +90,62 @@ fn route(state: &HttpState, req: Request<Incoming>) -> Response<Full<Bytes>> {
             StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",
             format!("no route {path}; try /metrics\n"),
+        ),
+    }
+}
+
+/// An `/api/v1/` request: GET, or POST with a form body.
+async fn api(
+    state: Arc<HttpState>,
+    route: String,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    const JSON: &str = "application/json";
+    let query = req.uri().query().map(str::to_owned);
+    let form = match *req.method() {
+        Method::GET | Method::HEAD => None,
+        Method::POST => {
+            let form_encoded = req
+                .headers()
+                .get(hyper::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+            match Limited::new(req.into_body(), MAX_BODY).collect().await {
+                Ok(body) if form_encoded => Some(body.to_bytes()),
+                Ok(_) => None,
+                Err(e) => {
+                    let body = serde_json::json!({"status": "error", "errorType": "bad_data",
+                        "error": format!("cannot read the request body: {e}")});
+                    return respond(StatusCode::BAD_REQUEST, JSON, body.to_string());
+                }
+            }
+        }
+        _ => {
+            return respond(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain; charset=utf-8",
+                "method not allowed; use GET or POST\n".into(),
+            )
+        }
+    };
+    let answer = tokio::task::spawn_blocking(move || {
+        let params = api::Params::parse(query.as_deref(), form.as_deref());
+        let now = patrol_shared::model::now_ms();
+        api::answer(&state.store, &state.limits, &route, &params, now)
+    })
+    .await;
+    match answer {
+        Ok(Some(a)) => respond(a.status, JSON, a.body),
+        Ok(None) => respond(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "no such API route\n".into(),
+        ),
+        Err(e) => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            JSON,
+            serde_json::json!({"status": "error", "errorType": "internal", "error": e.to_string()})
+                .to_string(),
         ),
     }
 }

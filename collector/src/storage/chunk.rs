@@ -10,6 +10,16 @@
 //! - value: `0` (same as before), `10`+meaningful bits in the previous
 //!   window, or `11`+5 bits leading zeros+6 bits length+the bits.
 //!
+//! A closed chunk whose values are all short decimals (integers, CPU
+//! seconds in hundredths, load averages to two places) is re-encoded when
+//! that is smaller ([`recode_decimal`]): the values become integers times
+//! 10^-e, stored as delta-of-delta like the timestamps (`0`, `10`+8 bits,
+//! `110`+16, `1110`+32, `1111`+64), after the first as a zig-zag varint
+//! and a one-byte `e`. Its count has the top bit set. Only values whose
+//! decimal form divides back to the very same bits qualify, so the samples
+//! still round-trip bit for bit; the open chunk in the head is always
+//! Gorilla.
+//!
 //! Arithmetic on timestamps wraps, so any sequence of i64 times round-trips,
 //! however large or negative its steps; values round-trip bit for bit (NaN
 //! payloads, stale markers, -0.0, infinities). Ordering is the caller's
@@ -17,6 +27,15 @@
 
 /// Samples per chunk before the head cuts a new one (Prometheus' figure).
 pub const TARGET_SAMPLES: u16 = 120;
+
+/// Most samples in one chunk: the count's top bit marks decimal chunks.
+const MAX_SAMPLES: u16 = 0x7fff;
+const DECIMAL_FLAG: u16 = 0x8000;
+/// Most decimal places a decimal chunk keeps.
+const MAX_EXPONENT: usize = 6;
+const POW10: [f64; MAX_EXPONENT + 1] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6];
+/// Integers beyond this are not exact in an f64.
+const MAX_EXACT: f64 = 9_007_199_254_740_992.0;
 
 /// Why a chunk could not be read.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -74,9 +93,9 @@ impl ChunkWriter {
         (self.count > 0).then_some(self.last_t)
     }
 
-    /// Appends a sample. Returns false when the chunk is full (u16 samples).
+    /// Appends a sample. Returns false when the chunk is full.
     pub fn append(&mut self, t: i64, v: f64) -> bool {
-        if self.count == u16::MAX {
+        if self.count >= MAX_SAMPLES {
             return false;
         }
         let v = v.to_bits();
@@ -104,6 +123,24 @@ impl ChunkWriter {
         self.count += 1;
         self.bits.bytes[..2].copy_from_slice(&self.count.to_be_bytes());
         true
+    }
+
+    fn write_timestamp(&mut self, t: i64) {
+        match self.count {
+            0 => self.bits.varint(zigzag(t)),
+            1 => {
+                let delta = t.wrapping_sub(self.last_t);
+                self.bits.varint(zigzag(delta));
+                self.last_delta = delta;
+            }
+            _ => {
+                let delta = t.wrapping_sub(self.last_t);
+                let dod = delta.wrapping_sub(self.last_delta);
+                self.write_dod(dod);
+                self.last_delta = delta;
+            }
+        }
+        self.last_t = t;
     }
 
     fn write_dod(&mut self, dod: i64) {
@@ -164,6 +201,8 @@ impl ChunkWriter {
 /// Reads a chunk's samples in order.
 pub struct ChunkReader<'a> {
     bits: BitReader<'a>,
+    /// Decimal chunks: the exponent, the last integer and its delta.
+    decimal: Option<(usize, i64, i64)>,
     remaining: u16,
     read: u16,
     t: i64,
@@ -179,9 +218,24 @@ impl<'a> ChunkReader<'a> {
             .get(..2)
             .map(|b| u16::from_be_bytes([b[0], b[1]]))
             .ok_or(ChunkError::Header)?;
+        let mut bits = BitReader { bytes, pos: 16 };
+        let decimal = if count & DECIMAL_FLAG != 0 {
+            // The exponent follows the first timestamp: peek past it.
+            let mut peek = BitReader { bytes, pos: 16 };
+            peek.varint()?;
+            let e = peek.bits(8)? as usize;
+            if e > MAX_EXPONENT {
+                return Err(ChunkError::Header);
+            }
+            Some((e, 0, 0))
+        } else {
+            None
+        };
+        bits.pos = 16;
         Ok(ChunkReader {
-            bits: BitReader { bytes, pos: 16 },
-            remaining: count,
+            bits,
+            decimal,
+            remaining: count & !DECIMAL_FLAG,
             read: 0,
             t: 0,
             delta: 0,
@@ -192,6 +246,9 @@ impl<'a> ChunkReader<'a> {
     }
 
     fn next_sample(&mut self) -> Result<(i64, f64), ChunkError> {
+        if let Some(state) = self.decimal {
+            return self.next_decimal(state);
+        }
         match self.read {
             0 => {
                 self.t = unzigzag(self.bits.varint()?);
@@ -211,6 +268,40 @@ impl<'a> ChunkReader<'a> {
         }
         self.read += 1;
         Ok((self.t, f64::from_bits(self.v)))
+    }
+
+    fn next_decimal(
+        &mut self,
+        (e, last, delta): (usize, i64, i64),
+    ) -> Result<(i64, f64), ChunkError> {
+        let m = match self.read {
+            0 => {
+                self.t = unzigzag(self.bits.varint()?);
+                self.bits.bits(8)?;
+                let m = unzigzag(self.bits.varint()?);
+                self.decimal = Some((e, m, 0));
+                m
+            }
+            1 => {
+                self.delta = unzigzag(self.bits.varint()?);
+                self.t = self.t.wrapping_add(self.delta);
+                let d = read_int_bucket(&mut self.bits)?;
+                let m = last.wrapping_add(d);
+                self.decimal = Some((e, m, d));
+                m
+            }
+            _ => {
+                let dod = self.read_dod()?;
+                self.delta = self.delta.wrapping_add(dod);
+                self.t = self.t.wrapping_add(self.delta);
+                let d = delta.wrapping_add(read_int_bucket(&mut self.bits)?);
+                let m = last.wrapping_add(d);
+                self.decimal = Some((e, m, d));
+                m
+            }
+        };
+        self.read += 1;
+        Ok((self.t, m as f64 / POW10[e]))
     }
 
     fn read_dod(&mut self) -> Result<i64, ChunkError> {
@@ -266,6 +357,106 @@ impl Iterator for ChunkReader<'_> {
         }
         Some(sample)
     }
+}
+
+/// Integer buckets of decimal chunks: `0`, `10`+8, `110`+16, `1110`+32,
+/// `1111`+64 bits, two's complement.
+fn write_int_bucket(bits: &mut BitWriter, v: i64) {
+    let fits = |n: u32| {
+        let half = 1i64 << (n - 1);
+        (-half..half).contains(&v)
+    };
+    if v == 0 {
+        bits.bit(false);
+    } else if fits(8) {
+        bits.bits(0b10, 2);
+        bits.bits(v as u64 & 0xff, 8);
+    } else if fits(16) {
+        bits.bits(0b110, 3);
+        bits.bits(v as u64 & 0xffff, 16);
+    } else if fits(32) {
+        bits.bits(0b1110, 4);
+        bits.bits(v as u64 & 0xffff_ffff, 32);
+    } else {
+        bits.bits(0b1111, 4);
+        bits.bits(v as u64, 64);
+    }
+}
+
+fn read_int_bucket(bits: &mut BitReader<'_>) -> Result<i64, ChunkError> {
+    let mut prefix = 0;
+    while prefix < 4 && bits.bit()? {
+        prefix += 1;
+    }
+    let width: u8 = match prefix {
+        0 => return Ok(0),
+        1 => 8,
+        2 => 16,
+        3 => 32,
+        _ => return Ok(bits.bits(64)? as i64),
+    };
+    let raw = bits.bits(width)?;
+    let shift = 64 - u32::from(width);
+    Ok(((raw << shift) as i64) >> shift)
+}
+
+/// `v` as an integer times 10^-e for the smallest e that gives back the
+/// very same bits, if any does.
+fn decimal_exponent(v: f64) -> Option<usize> {
+    if !v.is_finite() || (v == 0.0 && v.is_sign_negative()) {
+        return None;
+    }
+    (0..=MAX_EXPONENT).find(|&e| as_decimal(v, e).is_some())
+}
+
+fn as_decimal(v: f64, e: usize) -> Option<i64> {
+    let m = (v * POW10[e]).round();
+    (m.abs() <= MAX_EXACT && (m / POW10[e]).to_bits() == v.to_bits()).then_some(m as i64)
+}
+
+/// The chunk re-encoded as a decimal chunk, if its values allow it and
+/// the result is smaller.
+pub fn recode_decimal(chunk: &[u8]) -> Option<Vec<u8>> {
+    let samples: Vec<(i64, f64)> = ChunkReader::new(chunk)
+        .ok()?
+        .collect::<Result<_, _>>()
+        .ok()?;
+    if samples.is_empty() {
+        return None;
+    }
+    let mut e = 0;
+    for (_, v) in &samples {
+        e = e.max(decimal_exponent(*v)?);
+    }
+    let ints: Vec<i64> = samples
+        .iter()
+        .map(|(_, v)| as_decimal(*v, e))
+        .collect::<Option<_>>()?;
+    let mut w = ChunkWriter::new();
+    let (mut last, mut delta) = (0i64, 0i64);
+    for (i, ((t, _), m)) in samples.iter().zip(&ints).enumerate() {
+        w.write_timestamp(*t);
+        match i {
+            0 => {
+                w.bits.bits(e as u64, 8);
+                w.bits.varint(zigzag(*m));
+            }
+            1 => {
+                delta = m.wrapping_sub(last);
+                write_int_bucket(&mut w.bits, delta);
+            }
+            _ => {
+                let d = m.wrapping_sub(last);
+                write_int_bucket(&mut w.bits, d.wrapping_sub(delta));
+                delta = d;
+            }
+        }
+        last = *m;
+        w.count += 1;
+    }
+    let count = w.count | DECIMAL_FLAG;
+    w.bits.bytes[..2].copy_from_slice(&count.to_be_bytes());
+    (w.bits.bytes.len() < chunk.len()).then_some(w.bits.bytes)
 }
 
 fn zigzag(v: i64) -> u64 {
@@ -457,7 +648,75 @@ mod tests {
         }
     }
 
+    fn decimal_round_trip(samples: &[(i64, f64)]) -> Option<Vec<(i64, u64)>> {
+        let mut w = ChunkWriter::new();
+        for (t, v) in samples {
+            w.append(*t, *v);
+        }
+        let recoded = recode_decimal(w.bytes())?;
+        Some(
+            ChunkReader::new(&recoded)
+                .unwrap()
+                .map(|s| s.map(|(t, v)| (t, v.to_bits())).unwrap())
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn short_decimals_recode_smaller_and_exactly() {
+        // CPU seconds in hundredths, as /proc/stat gives them.
+        let mut ticks = 1_073_741_823i64;
+        let samples: Vec<(i64, f64)> = (0..120)
+            .map(|i| {
+                ticks += 990 + (i * 7) % 13;
+                (1_800_000_000_000 + i * 10_000, ticks as f64 / 100.0)
+            })
+            .collect();
+        let mut w = ChunkWriter::new();
+        for (t, v) in &samples {
+            w.append(*t, *v);
+        }
+        let recoded = recode_decimal(w.bytes()).expect("decimal chunk");
+        assert!(
+            recoded.len() * 2 < w.bytes().len(),
+            "{} vs {}",
+            recoded.len(),
+            w.bytes().len()
+        );
+        assert_eq!(decimal_round_trip(&samples).unwrap(), bits(&samples));
+        // Values that are not short decimals stay Gorilla.
+        assert!(decimal_round_trip(&[(0, 0.1 + 0.2), (1, 1.0)]).is_none());
+        assert!(decimal_round_trip(&[(0, -0.0), (1, 1.0)]).is_none());
+        assert!(decimal_round_trip(&[(0, f64::NAN), (1, 1.0)]).is_none());
+    }
+
     proptest! {
+        #[test]
+        fn decimal_chunks_round_trip_bit_exactly(
+            start in any::<i64>(),
+            steps in proptest::collection::vec((any::<i64>(), -1_000_000_000i64..1_000_000_000, 0usize..=6), 1..200)
+        ) {
+            let mut t = start;
+            let samples: Vec<(i64, f64)> = steps
+                .into_iter()
+                .map(|(dt, m, e)| { t = t.wrapping_add(dt); (t, m as f64 / POW10[e]) })
+                .collect();
+            if let Some(got) = decimal_round_trip(&samples) {
+                prop_assert_eq!(got, bits(&samples));
+            }
+        }
+
+        #[test]
+        fn any_values_recode_exactly_or_not_at_all(
+            samples in proptest::collection::vec((any::<i64>(), any::<u64>()), 1..100)
+        ) {
+            let samples: Vec<(i64, f64)> =
+                samples.into_iter().map(|(t, v)| (t, f64::from_bits(v))).collect();
+            if let Some(got) = decimal_round_trip(&samples) {
+                prop_assert_eq!(got, bits(&samples));
+            }
+        }
+
         #[test]
         fn any_samples_round_trip_bit_exactly(
             samples in proptest::collection::vec((any::<i64>(), any::<u64>()), 0..300)

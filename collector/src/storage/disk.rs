@@ -203,88 +203,6 @@ impl DiskStore {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Series matching `matchers` with their samples in [mint, maxt],
-    /// persisted chunks first, then the head.
-    pub fn select(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<SeriesSamples>, StoreError> {
-        let inner = self.lock();
-        let state = &inner.state;
-        let mut out = Vec::new();
-        for id in state.index.select(matchers) {
-            let mut samples = Vec::new();
-            for bytes in state
-                .chunks
-                .read(id, mint, maxt)
-                .map_err(io_err("chunk files"))?
-            {
-                let reader = ChunkReader::new(&bytes)
-                    .map_err(|e| StoreError::Unavailable(format!("chunk of series {id}: {e}")))?;
-                let mut past_end = false;
-                for sample in reader {
-                    let (t, v) = sample.map_err(|e| {
-                        StoreError::Unavailable(format!("chunk of series {id}: {e}"))
-                    })?;
-                    if t > maxt {
-                        past_end = true;
-                        break;
-                    }
-                    if t >= mint {
-                        samples.push((t, v));
-                    }
-                }
-                if past_end {
-                    break;
-                }
-            }
-            samples.extend(state.head.samples(id, mint, maxt));
-            if !samples.is_empty() {
-                let labels = state.index.labels(id).unwrap_or_default();
-                out.push(SeriesSamples { labels, samples });
-            }
-        }
-        Ok(out)
-    }
-
-    /// Label names of the series matching `matchers` (all series if none).
-    pub fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
-        let inner = self.lock();
-        let index = &inner.state.index;
-        if matchers.is_empty() {
-            return index.label_names();
-        }
-        let mut names: Vec<String> = index
-            .select(matchers)
-            .into_iter()
-            .filter_map(|id| index.labels(id))
-            .flat_map(|labels| labels.into_iter().map(|(n, _)| n))
-            .collect();
-        names.sort();
-        names.dedup();
-        names
-    }
-
-    /// Values of label `name` among the series matching `matchers`.
-    pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
-        let inner = self.lock();
-        let index = &inner.state.index;
-        if matchers.is_empty() {
-            return index.label_values(name);
-        }
-        let mut values: Vec<String> = index
-            .select(matchers)
-            .into_iter()
-            .filter_map(|id| index.labels(id))
-            .filter_map(|labels| labels.into_iter().find(|(n, _)| n == name).map(|(_, v)| v))
-            .collect();
-        values.sort();
-        values.dedup();
-        values
-    }
-
     /// Background upkeep at time `now_ms`: close chunks of series quiet for
     /// two hours, delete WAL files wholly in closed chunks, and delete
     /// chunks older than `retention_ms`.
@@ -596,6 +514,97 @@ impl Store for DiskStore {
         self.lock().state.index.len()
     }
 
+    /// Series matching `matchers` with their samples in [mint, maxt],
+    /// persisted chunks first, then the head.
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesSamples>, StoreError> {
+        let inner = self.lock();
+        let state = &inner.state;
+        let mut out = Vec::new();
+        for id in state.index.select(matchers) {
+            let mut samples = Vec::new();
+            for bytes in state
+                .chunks
+                .read(id, mint, maxt)
+                .map_err(io_err("chunk files"))?
+            {
+                let reader = ChunkReader::new(&bytes)
+                    .map_err(|e| StoreError::Unavailable(format!("chunk of series {id}: {e}")))?;
+                let mut past_end = false;
+                for sample in reader {
+                    let (t, v) = sample.map_err(|e| {
+                        StoreError::Unavailable(format!("chunk of series {id}: {e}"))
+                    })?;
+                    if t > maxt {
+                        past_end = true;
+                        break;
+                    }
+                    if t >= mint {
+                        samples.push((t, v));
+                    }
+                }
+                if past_end {
+                    break;
+                }
+            }
+            samples.extend(state.head.samples(id, mint, maxt));
+            if !samples.is_empty() {
+                let labels = state.index.labels(id).unwrap_or_default();
+                out.push(SeriesSamples { labels, samples });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Label names of the series matching `matchers` (all series if none).
+    fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
+        let inner = self.lock();
+        let index = &inner.state.index;
+        if matchers.is_empty() {
+            return index.label_names();
+        }
+        let mut names: Vec<String> = index
+            .select(matchers)
+            .into_iter()
+            .filter_map(|id| index.labels(id))
+            .flat_map(|labels| labels.into_iter().map(|(n, _)| n))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Values of label `name` among the series matching `matchers`.
+    fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
+        let inner = self.lock();
+        let index = &inner.state.index;
+        if matchers.is_empty() {
+            return index.label_values(name);
+        }
+        let mut values: Vec<String> = index
+            .select(matchers)
+            .into_iter()
+            .filter_map(|id| index.labels(id))
+            .filter_map(|labels| labels.into_iter().find(|(n, _)| n == name).map(|(_, v)| v))
+            .collect();
+        values.sort();
+        values.dedup();
+        values
+    }
+
+    fn metadata(&self) -> Vec<(String, MetricKind, String)> {
+        self.lock()
+            .state
+            .meta
+            .iter()
+            .map(|(name, (kind, help))| (name.clone(), *kind, help.clone()))
+            .collect()
+    }
+
     fn stats(&self) -> StoreStats {
         let inner = self.lock();
         StoreStats {
@@ -605,6 +614,7 @@ impl Store for DiskStore {
             samples_duplicate: self.counters.duplicate.load(Ordering::Relaxed),
             chunks_written: self.counters.chunks_written.load(Ordering::Relaxed),
             wal_records: inner.wal.records(),
+            wal_bytes: inner.wal.bytes(),
             bytes_on_disk: self.db.size_on_disk().unwrap_or(0)
                 + inner.wal.bytes()
                 + inner.state.chunks.bytes(),

@@ -2,8 +2,10 @@
 //! is cut (handed back to be persisted) at about 120 samples or when it
 //! would span more than two hours. Samples older than or equal to the
 //! series' newest are refused here, so a chunk is never corrupted by them.
+//! A closed chunk is handed back re-encoded as decimals when that is
+//! smaller ([`recode_decimal`]).
 
-use super::chunk::{ChunkReader, ChunkWriter, TARGET_SAMPLES};
+use super::chunk::{recode_decimal, ChunkReader, ChunkWriter, TARGET_SAMPLES};
 use super::index::SeriesId;
 
 /// Longest time one chunk spans (ms).
@@ -146,7 +148,7 @@ fn take(id: SeriesId, s: &mut HeadSeries) -> Option<ClosedChunk> {
         series: id,
         min_t: s.min_t,
         max_t,
-        bytes: chunk.bytes().to_vec(),
+        bytes: recode_decimal(chunk.bytes()).unwrap_or_else(|| chunk.bytes().to_vec()),
     })
 }
 

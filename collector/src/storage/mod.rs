@@ -76,6 +76,19 @@ pub trait Store: Send + Sync + 'static {
     fn latest(&self, since_ms: i64) -> Vec<LatestFamily>;
     /// How many series the store holds.
     fn series_count(&self) -> usize;
+    /// Series matching `matchers` with their samples in [mint, maxt].
+    fn select(
+        &self,
+        matchers: &[index::Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<disk::SeriesSamples>, StoreError>;
+    /// Label names of the series matching `matchers` (all if none).
+    fn label_names(&self, matchers: &[index::Matcher]) -> Vec<String>;
+    /// Values of label `name` among the series matching `matchers`.
+    fn label_values(&self, name: &str, matchers: &[index::Matcher]) -> Vec<String>;
+    /// Every metric name with its type and help.
+    fn metadata(&self) -> Vec<(String, patrol_shared::model::MetricKind, String)>;
     /// Figures for the collector's own metrics.
     fn stats(&self) -> StoreStats {
         StoreStats {
@@ -94,6 +107,7 @@ impl Default for StoreStats {
             samples_duplicate: 0,
             chunks_written: 0,
             wal_records: 0,
+            wal_bytes: 0,
             bytes_on_disk: 0,
             last_flush_seconds: 0.0,
             available: true,
@@ -110,6 +124,7 @@ pub struct StoreStats {
     pub samples_duplicate: u64,
     pub chunks_written: u64,
     pub wal_records: u64,
+    pub wal_bytes: u64,
     pub bytes_on_disk: u64,
     pub last_flush_seconds: f64,
     /// False while the store is failing (disk full, I/O error).

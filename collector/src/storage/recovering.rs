@@ -98,36 +98,12 @@ impl Storage {
         }
     }
 
-    /// Series and samples in a time range (see [`DiskStore::select`]).
-    pub fn select(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<SeriesSamples>, StoreError> {
-        self.store()?.select(matchers, mint, maxt)
-    }
-
     /// Background upkeep (see [`DiskStore::maintain`]).
     pub fn maintain(&self, now_ms: i64, retention_ms: i64) -> Result<(), StoreError> {
         let store = self.store()?;
         store
             .maintain(now_ms, retention_ms)
             .inspect_err(|e| self.fail(&store, e))
-    }
-
-    /// Label names (see [`DiskStore::label_names`]).
-    pub fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
-        self.store()
-            .map(|s| s.label_names(matchers))
-            .unwrap_or_default()
-    }
-
-    /// Label values (see [`DiskStore::label_values`]).
-    pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
-        self.store()
-            .map(|s| s.label_values(name, matchers))
-            .unwrap_or_default()
     }
 }
 
@@ -149,6 +125,33 @@ impl Store for Storage {
 
     fn series_count(&self) -> usize {
         self.store().map(|s| s.series_count()).unwrap_or(0)
+    }
+
+    /// Series and samples in a time range (see [`DiskStore::select`]).
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesSamples>, StoreError> {
+        self.store()?.select(matchers, mint, maxt)
+    }
+
+    /// Label names (see [`DiskStore::label_names`]).
+    fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
+        self.store()
+            .map(|s| s.label_names(matchers))
+            .unwrap_or_default()
+    }
+
+    /// Label values (see [`DiskStore::label_values`]).
+    fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
+        self.store()
+            .map(|s| s.label_values(name, matchers))
+            .unwrap_or_default()
+    }
+    fn metadata(&self) -> Vec<(String, patrol_shared::model::MetricKind, String)> {
+        self.store().map(|s| s.metadata()).unwrap_or_default()
     }
 
     fn stats(&self) -> StoreStats {

@@ -1,0 +1,427 @@
+//! The evaluator: an expression at one time. Every selector's data is
+//! fetched once for the whole query before evaluation starts ([`plan`]),
+//! so a range query of many steps reads the store once per selector.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use promql_parser::label::MatchOp;
+use promql_parser::parser::token::{self, TokenType};
+use promql_parser::parser::{
+    AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
+};
+
+use super::value::{is_stale, Labels, Sample, Series, Value};
+use super::{aggregate, binary, functions, QueryError, Source};
+use crate::storage::index::Matcher;
+
+/// What evaluation needs besides the expression.
+pub struct Context {
+    /// Query start and end (ms), for `@ start()` and `@ end()`.
+    pub start: i64,
+    pub end: i64,
+    pub lookback_ms: i64,
+    /// Step of subqueries that name none.
+    pub default_step_ms: i64,
+    pub deadline: Instant,
+    pub max_samples: usize,
+}
+
+/// One selector's series as fetched.
+struct Fetched {
+    labels: Labels,
+    samples: Vec<(i64, f64)>,
+}
+
+/// See the module comment.
+pub struct Evaluator<'a> {
+    ctx: &'a Context,
+    data: HashMap<usize, Vec<Fetched>>,
+}
+
+fn key(vs: &VectorSelector) -> usize {
+    vs as *const VectorSelector as usize
+}
+
+fn offset_ms(offset: &Option<Offset>) -> i64 {
+    match offset {
+        None => 0,
+        Some(Offset::Pos(d)) => d.as_millis() as i64,
+        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+    }
+}
+
+fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The time an `@` modifier pins evaluation to, if any.
+fn at_ms(at: &Option<AtModifier>, ctx: &Context) -> Option<i64> {
+    match at {
+        None => None,
+        Some(AtModifier::Start) => Some(ctx.start),
+        Some(AtModifier::End) => Some(ctx.end),
+        Some(AtModifier::At(t)) => Some(match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => millis(d),
+            Err(e) => -millis(e.duration()),
+        }),
+    }
+}
+
+/// The store matchers of a selector: its name and label matchers (each
+/// `or` alternative separately).
+pub fn matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, QueryError> {
+    let convert = |list: &[promql_parser::label::Matcher]| -> Result<Vec<Matcher>, QueryError> {
+        let mut out = Vec::with_capacity(list.len() + 1);
+        if let Some(name) = &vs.name {
+            out.push(Matcher::equal(super::value::METRIC_NAME, name));
+        }
+        for m in list {
+            out.push(match &m.op {
+                MatchOp::Equal => Matcher::equal(&m.name, &m.value),
+                MatchOp::NotEqual => Matcher::not_equal(&m.name, &m.value),
+                MatchOp::Re(_) => Matcher::regex(&m.name, &m.value, false).map_err(|e| {
+                    QueryError::BadData(format!("invalid regex {:?}: {e}", m.value))
+                })?,
+                MatchOp::NotRe(_) => Matcher::regex(&m.name, &m.value, true).map_err(|e| {
+                    QueryError::BadData(format!("invalid regex {:?}: {e}", m.value))
+                })?,
+            });
+        }
+        Ok(out)
+    };
+    if vs.matchers.or_matchers.is_empty() {
+        Ok(vec![convert(&vs.matchers.matchers)?])
+    } else {
+        vs.matchers
+            .or_matchers
+            .iter()
+            .map(|group| convert(group))
+            .collect()
+    }
+}
+
+/// Walks the expression and records, for each selector, the time range its
+/// data must cover when the expression is evaluated at times in
+/// [start, end].
+fn plan(expr: &Expr, start: i64, end: i64, ctx: &Context, out: &mut HashMap<usize, (i64, i64)>) {
+    let mut note = |vs: &VectorSelector, before: i64| {
+        let (s, e) = match at_ms(&vs.at, ctx) {
+            Some(at) => (at, at),
+            None => (start, end),
+        };
+        let off = offset_ms(&vs.offset);
+        let range = (s - off - before, e - off);
+        let entry = out.entry(key(vs)).or_insert(range);
+        entry.0 = entry.0.min(range.0);
+        entry.1 = entry.1.max(range.1);
+    };
+    match expr {
+        Expr::VectorSelector(vs) => note(vs, ctx.lookback_ms),
+        Expr::MatrixSelector(ms) => note(&ms.vs, millis(ms.range)),
+        Expr::Subquery(sq) => {
+            let (s, e) = match at_ms(&sq.at, ctx) {
+                Some(at) => (at, at),
+                None => (start, end),
+            };
+            let off = offset_ms(&sq.offset);
+            plan(&sq.expr, s - off - millis(sq.range), e - off, ctx, out);
+        }
+        Expr::Aggregate(a) => {
+            plan(&a.expr, start, end, ctx, out);
+            if let Some(p) = &a.param {
+                plan(p, start, end, ctx, out);
+            }
+        }
+        Expr::Unary(u) => plan(&u.expr, start, end, ctx, out),
+        Expr::Binary(b) => {
+            plan(&b.lhs, start, end, ctx, out);
+            plan(&b.rhs, start, end, ctx, out);
+        }
+        Expr::Paren(p) => plan(&p.expr, start, end, ctx, out),
+        Expr::Call(c) => {
+            for a in &c.args.args {
+                plan(a, start, end, ctx, out);
+            }
+        }
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
+}
+
+/// Every selector node of the expression.
+fn selectors<'e>(expr: &'e Expr, out: &mut Vec<&'e VectorSelector>) {
+    match expr {
+        Expr::VectorSelector(vs) => out.push(vs),
+        Expr::MatrixSelector(ms) => out.push(&ms.vs),
+        Expr::Subquery(sq) => selectors(&sq.expr, out),
+        Expr::Aggregate(a) => {
+            selectors(&a.expr, out);
+            if let Some(p) = &a.param {
+                selectors(p, out);
+            }
+        }
+        Expr::Unary(u) => selectors(&u.expr, out),
+        Expr::Binary(b) => {
+            selectors(&b.lhs, out);
+            selectors(&b.rhs, out);
+        }
+        Expr::Paren(p) => selectors(&p.expr, out),
+        Expr::Call(c) => c.args.args.iter().for_each(|a| selectors(a, out)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
+}
+
+impl<'a> Evaluator<'a> {
+    /// Fetches every selector's data for evaluating `expr` at times in
+    /// [start, end].
+    pub fn new<S: Source + ?Sized>(
+        ctx: &'a Context,
+        source: &S,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+    ) -> Result<Evaluator<'a>, QueryError> {
+        let mut ranges = HashMap::new();
+        plan(expr, start, end, ctx, &mut ranges);
+        let mut nodes = Vec::new();
+        selectors(expr, &mut nodes);
+        let mut data = HashMap::new();
+        let mut samples = 0usize;
+        for vs in nodes {
+            let Some(&(mint, maxt)) = ranges.get(&key(vs)) else {
+                continue;
+            };
+            if data.contains_key(&key(vs)) {
+                continue;
+            }
+            let mut fetched: Vec<Fetched> = Vec::new();
+            let mut seen: HashMap<Labels, ()> = HashMap::new();
+            for group in matchers(vs)? {
+                for s in source.select(&group, mint, maxt)? {
+                    let labels: Labels = Arc::new(s.labels);
+                    if seen.insert(labels.clone(), ()).is_some() {
+                        continue;
+                    }
+                    samples += s.samples.len();
+                    if samples > ctx.max_samples {
+                        return Err(QueryError::TooManySamples(ctx.max_samples));
+                    }
+                    fetched.push(Fetched {
+                        labels,
+                        samples: s.samples,
+                    });
+                }
+            }
+            data.insert(key(vs), fetched);
+        }
+        Ok(Evaluator { ctx, data })
+    }
+
+    fn check_deadline(&self) -> Result<(), QueryError> {
+        if Instant::now() > self.ctx.deadline {
+            Err(QueryError::Timeout)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The expression's value at time `t` (ms).
+    pub fn eval(&self, expr: &Expr, t: i64) -> Result<Value, QueryError> {
+        match expr {
+            Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
+            Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, t),
+            Expr::VectorSelector(vs) => Ok(Value::Vector(self.instant(vs, t))),
+            Expr::MatrixSelector(ms) => Ok(Value::Matrix(self.range(ms, t))),
+            Expr::Subquery(sq) => self.subquery(sq, t).map(Value::Matrix),
+            Expr::Unary(u) => match self.eval(&u.expr, t)? {
+                Value::Scalar(v) => Ok(Value::Scalar(-v)),
+                Value::Vector(vec) => Ok(Value::Vector(
+                    vec.into_iter()
+                        .map(|s| Sample {
+                            labels: super::value::without_name(&s.labels),
+                            t,
+                            v: -s.v,
+                        })
+                        .collect(),
+                )),
+                other => Err(QueryError::Execution(format!(
+                    "unary minus on a {}",
+                    other.type_name()
+                ))),
+            },
+            Expr::Binary(b) => {
+                let lhs = self.eval(&b.lhs, t)?;
+                let rhs = self.eval(&b.rhs, t)?;
+                binary::eval(b, lhs, rhs, t)
+            }
+            Expr::Aggregate(a) => {
+                let param = match &a.param {
+                    Some(p) => Some(self.eval(p, t)?),
+                    None => None,
+                };
+                let Value::Vector(input) = self.eval(&a.expr, t)? else {
+                    return Err(QueryError::Execution(
+                        "aggregation over a non-vector".into(),
+                    ));
+                };
+                aggregate::eval(a.op, a.modifier.as_ref(), param, input, t)
+            }
+            Expr::Call(call) => functions::call(self, call, t),
+            Expr::Extension(_) => Err(QueryError::Execution(
+                "extension expressions are not supported".into(),
+            )),
+        }
+    }
+
+    /// A vector selector at `t`: each series' newest sample within the
+    /// lookback window, unless that sample is a staleness marker. Samples
+    /// keep their own time.
+    pub fn instant(&self, vs: &VectorSelector, t: i64) -> Vec<Sample> {
+        let at = at_ms(&vs.at, self.ctx).unwrap_or(t) - offset_ms(&vs.offset);
+        let from = at - self.ctx.lookback_ms;
+        let Some(series) = self.data.get(&key(vs)) else {
+            return Vec::new();
+        };
+        series
+            .iter()
+            .filter_map(|s| {
+                let end = s.samples.partition_point(|(st, _)| *st <= at);
+                let &(st, v) = s.samples.get(end.checked_sub(1)?)?;
+                (st >= from && !is_stale(v)).then(|| Sample {
+                    labels: s.labels.clone(),
+                    t: st,
+                    v,
+                })
+            })
+            .collect()
+    }
+
+    /// A range selector at `t`: each series' samples in [t - range, t]
+    /// (closed, as Prometheus 2 selects), staleness markers left out.
+    pub fn range(&self, ms: &MatrixSelector, t: i64) -> Vec<Series> {
+        let vs = &ms.vs;
+        let at = at_ms(&vs.at, self.ctx).unwrap_or(t) - offset_ms(&vs.offset);
+        let from = at - millis(ms.range);
+        let Some(series) = self.data.get(&key(vs)) else {
+            return Vec::new();
+        };
+        series
+            .iter()
+            .filter_map(|s| {
+                let lo = s.samples.partition_point(|(st, _)| *st < from);
+                let hi = s.samples.partition_point(|(st, _)| *st <= at);
+                let points: Vec<(i64, f64)> = s.samples[lo..hi]
+                    .iter()
+                    .copied()
+                    .filter(|(_, v)| !is_stale(*v))
+                    .collect();
+                (!points.is_empty()).then(|| Series {
+                    labels: s.labels.clone(),
+                    points,
+                })
+            })
+            .collect()
+    }
+
+    /// The time range a range selector covers at `t`: (start, end) in ms.
+    pub fn range_bounds(&self, ms: &MatrixSelector, t: i64) -> (i64, i64) {
+        let vs = &ms.vs;
+        let at = at_ms(&vs.at, self.ctx).unwrap_or(t) - offset_ms(&vs.offset);
+        (at - millis(ms.range), at)
+    }
+
+    /// A subquery at `t`: the inner expression at every step-aligned time
+    /// in [t - range, t], as a range vector.
+    pub fn subquery(&self, sq: &SubqueryExpr, t: i64) -> Result<Vec<Series>, QueryError> {
+        let end = at_ms(&sq.at, self.ctx).unwrap_or(t) - offset_ms(&sq.offset);
+        let step = sq
+            .step
+            .map(millis)
+            .unwrap_or(self.ctx.default_step_ms)
+            .max(1);
+        let from = end - millis(sq.range);
+        let mut first = from.div_euclid(step) * step;
+        if first < from {
+            first += step;
+        }
+        let mut out: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+        let mut order: Vec<Labels> = Vec::new();
+        let mut ts = first;
+        while ts <= end {
+            self.check_deadline()?;
+            match self.eval(&sq.expr, ts)? {
+                Value::Vector(v) => {
+                    for s in v {
+                        let labels = s.labels;
+                        let entry = out.entry(labels.clone()).or_insert_with(|| {
+                            order.push(labels);
+                            Vec::new()
+                        });
+                        entry.push((ts, s.v));
+                    }
+                }
+                Value::Scalar(v) => {
+                    let labels: Labels = Arc::new(Vec::new());
+                    let entry = out.entry(labels.clone()).or_insert_with(|| {
+                        order.push(labels);
+                        Vec::new()
+                    });
+                    entry.push((ts, v));
+                }
+                other => {
+                    return Err(QueryError::Execution(format!(
+                        "subquery over a {}",
+                        other.type_name()
+                    )))
+                }
+            }
+            ts += step;
+        }
+        Ok(order
+            .into_iter()
+            .filter_map(|labels| {
+                let points = out.remove(&labels)?;
+                Some(Series { labels, points })
+            })
+            .collect())
+    }
+
+    /// A range-vector argument (selector or subquery) at `t`, with the time
+    /// range it covers.
+    pub fn range_arg(&self, expr: &Expr, t: i64) -> Result<(Vec<Series>, (i64, i64)), QueryError> {
+        match unwrap_parens(expr) {
+            Expr::MatrixSelector(ms) => Ok((self.range(ms, t), self.range_bounds(ms, t))),
+            Expr::Subquery(sq) => {
+                let end = at_ms(&sq.at, self.ctx).unwrap_or(t) - offset_ms(&sq.offset);
+                Ok((self.subquery(sq, t)?, (end - millis(sq.range), end)))
+            }
+            other => Err(QueryError::Execution(format!(
+                "expected a range vector, got {}",
+                other.value_type()
+            ))),
+        }
+    }
+
+    /// Whether `t` is past the query's deadline.
+    pub fn deadline(&self) -> Result<(), QueryError> {
+        self.check_deadline()
+    }
+}
+
+/// The expression inside any parentheses.
+pub fn unwrap_parens(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Paren(p) => unwrap_parens(&p.expr),
+        other => other,
+    }
+}
+
+/// Whether an operator compares (and, without `bool`, filters).
+pub fn is_comparison(op: TokenType) -> bool {
+    matches!(
+        op.id(),
+        token::T_EQLC | token::T_NEQ | token::T_GTR | token::T_LSS | token::T_GTE | token::T_LTE
+    )
+}

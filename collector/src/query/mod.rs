@@ -1,0 +1,183 @@
+//! PromQL over the store: parsed by the `promql-parser` crate, evaluated
+//! here ([`eval`]) with Prometheus 2's semantics — a 5-minute lookback,
+//! staleness markers, closed range windows, rate extrapolation — so that
+//! Grafana's Prometheus datasource works against the collector unchanged.
+
+pub mod aggregate;
+pub mod binary;
+pub mod eval;
+pub mod functions;
+pub mod value;
+
+use std::time::{Duration, Instant};
+
+use promql_parser::parser::{self, Expr};
+
+use crate::storage::disk::SeriesSamples;
+use crate::storage::index::Matcher;
+use crate::storage::{Store, StoreError};
+
+pub use value::{Sample, Series, Value};
+
+/// Where queries read series from.
+pub trait Source {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesSamples>, StoreError>;
+}
+
+impl<T: Store + ?Sized> Source for T {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesSamples>, StoreError> {
+        Store::select(self, matchers, mint, maxt)
+    }
+}
+
+/// Why a query failed, in Prometheus' error types.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The query or a parameter is malformed (`bad_data`, HTTP 400).
+    #[error("{0}")]
+    BadData(String),
+    /// The query is well-formed but cannot be computed (`execution`, 422).
+    #[error("{0}")]
+    Execution(String),
+    #[error("query timed out in expression evaluation")]
+    Timeout,
+    #[error("query processing would load too many samples into memory (more than {0})")]
+    TooManySamples(usize),
+    #[error("query would return too many points (more than {0})")]
+    TooManyPoints(usize),
+    #[error("storage: {0}")]
+    Storage(#[from] StoreError),
+}
+
+impl QueryError {
+    /// Prometheus' `errorType`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            QueryError::BadData(_) => "bad_data",
+            QueryError::Execution(_) | QueryError::TooManySamples(_) => "execution",
+            QueryError::TooManyPoints(_) => "bad_data",
+            QueryError::Timeout => "timeout",
+            QueryError::Storage(_) => "internal",
+        }
+    }
+}
+
+/// Limits and defaults of query evaluation.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub lookback: Duration,
+    pub timeout: Duration,
+    /// Samples a query may load from the store.
+    pub max_samples: usize,
+    /// Steps × series a range query may return.
+    pub max_points: usize,
+    /// Step of subqueries that name none (Prometheus' evaluation interval).
+    pub default_subquery_step: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            lookback: Duration::from_secs(300),
+            timeout: Duration::from_secs(120),
+            max_samples: 50_000_000,
+            max_points: 11_000 * 1000,
+            default_subquery_step: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Parses a query, with the parser's message (which says where).
+pub fn parse(query: &str) -> Result<Expr, QueryError> {
+    parser::parse(query)
+        .map_err(|e| QueryError::BadData(format!("invalid parameter \"query\": {e}")))
+}
+
+fn context(limits: &Limits, start: i64, end: i64, timeout: Option<Duration>) -> eval::Context {
+    let timeout = timeout.map_or(limits.timeout, |t| t.min(limits.timeout));
+    eval::Context {
+        start,
+        end,
+        lookback_ms: limits.lookback.as_millis() as i64,
+        default_step_ms: limits.default_subquery_step.as_millis() as i64,
+        deadline: Instant::now() + timeout,
+        max_samples: limits.max_samples,
+    }
+}
+
+/// Evaluates `query` at `time` (ms).
+pub fn instant<S: Source + ?Sized>(
+    source: &S,
+    limits: &Limits,
+    query: &str,
+    time: i64,
+    timeout: Option<Duration>,
+) -> Result<Value, QueryError> {
+    let expr = parse(query)?;
+    let ctx = context(limits, time, time, timeout);
+    let ev = eval::Evaluator::new(&ctx, source, &expr, time, time)?;
+    let value = ev.eval(&expr, time)?;
+    // A selector's samples carry their own times; results carry the query's.
+    Ok(match value {
+        Value::Vector(v) => Value::Vector(v.into_iter().map(|s| Sample { t: time, ..s }).collect()),
+        other => other,
+    })
+}
+
+/// Evaluates `query` at every `step` from `start` to `end` (ms).
+pub fn range<S: Source + ?Sized>(
+    source: &S,
+    limits: &Limits,
+    query: &str,
+    start: i64,
+    end: i64,
+    step: i64,
+    timeout: Option<Duration>,
+) -> Result<Vec<Series>, QueryError> {
+    if step <= 0 {
+        return Err(QueryError::BadData(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+        ));
+    }
+    if end < start {
+        return Err(QueryError::BadData(
+            "end timestamp must not be before start time".into(),
+        ));
+    }
+    if (end - start) / step > 11_000 {
+        return Err(QueryError::BadData(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
+        ));
+    }
+    let expr = parse(query)?;
+    let ctx = context(limits, start, end, timeout);
+    let ev = eval::Evaluator::new(&ctx, source, &expr, start, end)?;
+    let mut steps = Vec::new();
+    let mut points = 0usize;
+    let mut t = start;
+    while t <= end {
+        ev.deadline()?;
+        let value = ev.eval(&expr, t)?;
+        if let Value::Vector(v) = &value {
+            points += v.len();
+        } else {
+            points += 1;
+        }
+        if points > limits.max_points {
+            return Err(QueryError::TooManyPoints(limits.max_points));
+        }
+        steps.push((t, value));
+        t += step;
+    }
+    functions::collect_steps(steps)
+}
