@@ -342,7 +342,7 @@ fn dataset() -> Vec<DataSeries> {
             out.push(DataSeries {
                 name: "http_request_duration_seconds_bucket",
                 labels: base(vec![("le", le.into())]),
-                value: Box::new(move |i| Some((i * (h * 10 + 3)) as f64 * share).map(f64::floor)),
+                value: Box::new(move |i| Some(((i * (h * 10 + 3)) as f64 * share).floor())),
             });
         }
         out.push(DataSeries {
@@ -487,7 +487,10 @@ fn encode(q: &str) -> String {
 }
 
 /// Results in a comparable form: label set → points, in result order.
-fn normalise(data: &Json) -> (String, Vec<(String, Vec<(f64, String)>)>) {
+/// A result's series: labels as JSON text, and (time, value) points.
+type Rows = Vec<(String, Vec<(f64, String)>)>;
+
+fn normalise(data: &Json) -> (String, Rows) {
     let kind = data["resultType"].as_str().unwrap_or("").to_owned();
     let point = |p: &Json| {
         (
