@@ -183,7 +183,8 @@ fn run_up(data: &std::path::Path) -> String {
         Duration::from_secs(30),
         "this host's samples",
         || async {
-            let text = scrape(addr).await;
+            let token = std::fs::read_to_string(data.join("admin-token")).unwrap_or_default();
+            let text = http_get_with(addr, "/metrics", token.trim()).await;
             text.lines()
                 .any(|l| l.starts_with("node_load1{") && l.contains("host=\""))
                 .then_some(())

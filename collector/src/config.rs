@@ -22,6 +22,44 @@ pub struct CollectorConfig {
     pub http: HttpConfig,
     #[serde(default)]
     pub storage: StorageConfig,
+    #[serde(default)]
+    pub query: QueryConfig,
+}
+
+/// `[query]`: limits of PromQL evaluation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// Longest a query may run (a request's `timeout` can only shorten it).
+    #[serde(with = "cfg::duration")]
+    pub timeout: Duration,
+    /// Most samples one query may load from the store.
+    pub max_samples: usize,
+    /// How far back an instant selector looks for a series' newest sample.
+    #[serde(with = "cfg::duration")]
+    pub lookback_delta: Duration,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        let limits = crate::query::Limits::default();
+        QueryConfig {
+            timeout: limits.timeout,
+            max_samples: limits.max_samples,
+            lookback_delta: limits.lookback,
+        }
+    }
+}
+
+impl QueryConfig {
+    pub fn limits(&self) -> crate::query::Limits {
+        crate::query::Limits {
+            timeout: self.timeout,
+            max_samples: self.max_samples,
+            lookback: self.lookback_delta,
+            ..crate::query::Limits::default()
+        }
+    }
 }
 
 /// `[storage]`: where the time series live and for how long.
@@ -73,17 +111,34 @@ impl Default for IngestConfig {
     }
 }
 
-/// `[http]`: the HTTP API (`/metrics` for now).
+/// `[http]`: the HTTP API: `/metrics`, health, and the query API.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// Serve HTTPS with this certificate and key (PEM) instead of HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<HttpTls>,
+    /// API tokens (`[[http.tokens]]`): every route but the health routes
+    /// needs one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<crate::http::auth::TokenConfig>,
+}
+
+/// `[http.tls]`: the HTTPS certificate and key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9470)),
+            tls: None,
+            tokens: Vec::new(),
         }
     }
 }
@@ -94,6 +149,13 @@ impl CollectorConfig {
         let mut config: CollectorConfig = cfg::load_toml(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.tls.resolve(base);
+        if let Some(tls) = &mut config.http.tls {
+            for path in [&mut tls.cert, &mut tls.key] {
+                if path.is_relative() {
+                    *path = base.join(&*path);
+                }
+            }
+        }
         if config.storage.path.is_relative() {
             config.storage.path = base.join(&config.storage.path);
         }
@@ -125,6 +187,32 @@ impl CollectorConfig {
         }
         if self.storage.retention < Duration::from_secs(3600) {
             problems.push("storage.retention: at least 1h".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for (n, t) in self.http.tokens.iter().enumerate() {
+            if t.name.is_empty() || t.name.contains(':') {
+                problems.push(format!(
+                    "http.tokens[{n}].name: {:?} must be non-empty and without ':'",
+                    t.name
+                ));
+            }
+            if !names.insert(&t.name) {
+                problems.push(format!("http.tokens[{n}].name: {:?} is used twice", t.name));
+            }
+            if t.sha256.len() != 64 || !t.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+                problems.push(format!(
+                    "http.tokens[{n}].sha256: expected 64 hex digits (the token's SHA-256; `patrol token create` prints it)"
+                ));
+            }
+        }
+        if self.query.timeout.is_zero() {
+            problems.push("query.timeout: must be over 0".into());
+        }
+        if self.query.max_samples == 0 {
+            problems.push("query.max_samples: must be at least 1".into());
+        }
+        if self.query.lookback_delta.is_zero() {
+            problems.push("query.lookback_delta: must be over 0".into());
         }
         if i.listen == self.http.listen {
             problems.push(format!(
@@ -158,6 +246,7 @@ impl CollectorConfig {
                 key: pki_dir.join("collector-key.pem"),
             },
             http: HttpConfig::default(),
+            query: QueryConfig::default(),
             storage: StorageConfig {
                 path: data_dir.to_owned(),
                 ..StorageConfig::default()

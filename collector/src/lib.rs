@@ -79,7 +79,14 @@ pub async fn start(
     let http_state = Arc::new(http::HttpState {
         store,
         telemetry,
-        limits: query::Limits::default(),
+        limits: config.query.limits(),
+        auth: http::auth::Authenticator::new(config.http.tokens.clone()),
+        tls: match &config.http.tls {
+            Some(files) => Some(tokio_rustls::TlsAcceptor::from(
+                patrol_shared::tls::https_config(&files.cert, &files.key)?,
+            )),
+            None => None,
+        },
     });
     let mut tasks = JoinSet::new();
     tasks.spawn(ingest::serve(ingest_listener, ingest_ctx, cancel.clone()));

@@ -138,6 +138,27 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     Ok(Arc::new(config))
 }
 
+/// An HTTPS server (the collector's API): TLS 1.2 and 1.3, no client
+/// certificate, HTTP/1.1 offered over ALPN.
+pub fn https_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    let certs = load_certs(cert)?;
+    let key_der = load_key(key)?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Invalid {
+            path: cert.to_owned(),
+            reason: e.to_string(),
+        })?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| TlsError::Invalid {
+            path: key.to_owned(),
+            reason: format!("certificate and key do not form a usable pair: {e}"),
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// Client side: TLS 1.3, the collector chained to the CA, our certificate sent.
 pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, TlsError> {
     let roots = load_roots(&files.ca)?;

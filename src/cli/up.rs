@@ -47,6 +47,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         &agent_path,
         &AgentConfig::example(Path::new("pki"), &agent_name, "127.0.0.1:9471"),
     )?;
+    ensure_admin_token(dir, &collector_path)?;
     let mut collector = CollectorConfig::load(&collector_path)?;
     let mut agent = AgentConfig::load(&agent_path)?;
     if let Some(listen) = args.http_listen {
@@ -110,6 +111,43 @@ fn prepare_pki(pki_dir: &Path, agent_name: &str) -> anyhow::Result<()> {
     if !pki::leaf_paths(pki_dir, agent_name).0.exists() {
         ca.issue(Role::Agent, agent_name, &[], pki::DEFAULT_LEAF_VALIDITY)?
             .write(pki_dir, agent_name, false)?;
+    }
+    Ok(())
+}
+
+/// The admin API token: created on first use in `DIR/admin-token` (only its
+/// owner may read it), its hash added to the collector config.
+fn ensure_admin_token(dir: &Path, collector_path: &Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let token_path = dir.join("admin-token");
+    let token = match std::fs::read_to_string(&token_path) {
+        Ok(t) => t.trim().to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let token = patrol_collector::http::auth::generate_token()
+                .map_err(|_| anyhow::anyhow!("cannot draw random bytes for a token"))?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&token_path)
+                .with_context(|| format!("cannot create {}", token_path.display()))?;
+            writeln!(file, "{token}")
+                .with_context(|| format!("cannot write {}", token_path.display()))?;
+            token
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", token_path.display())),
+    };
+    let hash = patrol_collector::http::auth::hash_token(&token);
+    let text = std::fs::read_to_string(collector_path)
+        .with_context(|| format!("cannot read {}", collector_path.display()))?;
+    if !text.contains(&hash) {
+        let block = format!(
+            "\n# The admin token `patrol up` created (the token itself is in admin-token).\n\
+             [[http.tokens]]\nname = \"admin\"\nrole = \"admin\"\nsha256 = \"{hash}\"\n"
+        );
+        std::fs::write(collector_path, format!("{text}{block}"))
+            .with_context(|| format!("cannot write {}", collector_path.display()))?;
     }
     Ok(())
 }
@@ -179,6 +217,8 @@ fn print_banner(dir: &Path, running: &patrol_collector::Running, agent_name: &st
     println!(
         "\nPatrol is up.\n\
          \x20 metrics:   http://{http}/metrics\n\
+         \x20 query API: http://{http}/api/v1/ (Prometheus' API; a Grafana Prometheus datasource)\n\
+         \x20 API token: {data}/admin-token (role admin)\n\
          \x20 ingest:    {ingest} (mutual TLS)\n\
          \x20 data:      {data}\n\
          \x20 this host: agent {agent_name:?}, configured in {data}/agent.toml\n\n\
@@ -189,6 +229,11 @@ fn print_banner(dir: &Path, running: &patrol_collector::Running, agent_name: &st
          \x20    (its certificate accepts: localhost, 127.0.0.1, ::1, this host's name;\n\
          \x20    reissue it with --san for other names)\n\
          \x20 3. on that host: patrol-agent --config agent.toml\n\
+         Query it:\n\
+         \x20 curl -H \"Authorization: Bearer $(cat {data}/admin-token)\" 'http://{http}/api/v1/query?query=node_load1'\n\
+         In Grafana: add a Prometheus data source with URL http://{http} and, under\n\
+         \x20 Authentication, basic auth with user \"admin\" and the token as password\n\
+         \x20 (or a custom header Authorization: Bearer TOKEN).\n\
          See docs/ for a real fleet. Ctrl-C stops.\n",
         http = running.http_addr,
         ingest = running.ingest_addr,

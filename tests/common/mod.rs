@@ -64,8 +64,16 @@ pub fn collector_config(pki: &TestPki) -> CollectorConfig {
     config.http.listen = "127.0.0.1:0".parse().unwrap();
     config.ingest.handshake_timeout = Duration::from_secs(2);
     config.ingest.hello_timeout = Duration::from_secs(1);
+    config.http.tokens = vec![patrol_collector::http::auth::TokenConfig {
+        name: "test".into(),
+        role: patrol_collector::http::auth::Role::Admin,
+        sha256: patrol_collector::http::auth::hash_token(TEST_TOKEN),
+    }];
     config
 }
+
+/// The API token of test collectors (role admin).
+pub const TEST_TOKEN: &str = "patrol_integration_test_token";
 
 /// A collector running in this test's runtime.
 pub struct TestCollector {
@@ -126,13 +134,22 @@ pub async fn scrape(http: SocketAddr) -> String {
     http_get(http, "/metrics").await
 }
 
-/// A minimal HTTP GET that returns the body.
+/// A minimal HTTP GET with the test token that returns the body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> String {
-    let path = path.to_owned();
+    http_get_with(addr, path, TEST_TOKEN).await
+}
+
+/// A minimal HTTP GET with `token` that returns the body.
+pub async fn http_get_with(addr: SocketAddr, path: &str, token: &str) -> String {
+    let (path, token) = (path.to_owned(), token.to_owned());
     tokio::task::spawn_blocking(move || {
         let mut tcp = TcpStream::connect(addr).expect("connect to http");
         tcp.set_read_timeout(Some(Duration::from_secs(5))).ok();
-        write!(tcp, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").expect("send request");
+        write!(
+            tcp,
+            "GET {path} HTTP/1.0\r\nHost: test\r\nAuthorization: Bearer {token}\r\n\r\n"
+        )
+        .expect("send request");
         let mut text = String::new();
         tcp.read_to_string(&mut text).expect("read response");
         text.split_once("\r\n\r\n")

@@ -3,6 +3,7 @@
 //! plain; each answers from shared state. Queries run on the blocking pool.
 
 pub mod api;
+pub mod auth;
 pub mod exposition;
 
 use std::convert::Infallible;
@@ -32,6 +33,9 @@ pub struct HttpState {
     pub store: Arc<dyn Store>,
     pub telemetry: Arc<Telemetry>,
     pub limits: crate::query::Limits,
+    pub auth: auth::Authenticator,
+    /// Set when `http.tls` is: HTTPS instead of HTTP.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Serves HTTP until `cancel` fires.
@@ -46,24 +50,75 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, cancel: Cancell
         let state = state.clone();
         let cancel = cancel.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
+            let service = hyper::service::service_fn({
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(route(state, req).await) }
+                move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(route(state, req).await) }
+                }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .header_read_timeout(Duration::from_secs(10))
-                .timer(hyper_util::rt::TokioTimer::new())
-                .serve_connection(TokioIo::new(tcp), service);
-            tokio::select! {
-                r = conn => if let Err(e) = r { debug!(%peer, error = %e, "http connection ended") },
-                _ = cancel.cancelled() => {}
+            let builder = {
+                let mut b = hyper::server::conn::http1::Builder::new();
+                b.header_read_timeout(Duration::from_secs(10))
+                    .timer(hyper_util::rt::TokioTimer::new());
+                b
+            };
+            let result = match &state.tls {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(tcp), service);
+                    tokio::select! {
+                        r = conn => r,
+                        _ = cancel.cancelled() => Ok(()),
+                    }
+                }
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
+                    let stream = match handshake.await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            debug!(%peer, error = %e, "https handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            debug!(%peer, "https handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    tokio::select! {
+                        r = conn => r,
+                        _ = cancel.cancelled() => Ok(()),
+                    }
+                }
+            };
+            if let Err(e) = result {
+                debug!(%peer, error = %e, "http connection ended");
             }
         });
     }
     info!("http stopped");
 }
 
+/// What a route needs of its caller; None for the open health routes.
+fn access(method: &Method, path: &str) -> Option<auth::Access> {
+    match path {
+        "/-/healthy" | "/-/ready" => None,
+        "/api/v1/write" => Some(auth::Access::Write),
+        _ if method == Method::DELETE => Some(auth::Access::Operate),
+        _ => Some(auth::Access::Read),
+    }
+}
+
 async fn route(state: Arc<HttpState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if let Some(access) = access(req.method(), req.uri().path()) {
+        let header = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if let Err(refusal) = state.auth.check(header, access) {
+            return refuse(&refusal, access);
+        }
+    }
     if let Some(api_route) = req.uri().path().strip_prefix("/api/v1/") {
         let api_route = api_route.to_owned();
         return api(state, api_route, req).await;
@@ -148,6 +203,24 @@ async fn api(
                 .to_string(),
         ),
     }
+}
+
+/// 401 (with the schemes to use) or 403, as JSON in Prometheus' shape.
+fn refuse(refusal: &auth::Refusal, access: auth::Access) -> Response<Full<Bytes>> {
+    let status = match refusal {
+        auth::Refusal::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        auth::Refusal::Forbidden { .. } => StatusCode::FORBIDDEN,
+    };
+    let body = serde_json::json!({"status": "error", "errorType": "unauthorized",
+        "error": refusal.message(access)});
+    let mut resp = respond(status, "application/json", body.to_string());
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            hyper::header::HeaderValue::from_static("Bearer realm=\"patrol\", Basic realm=\"patrol\""),
+        );
+    }
+    resp
 }
 
 fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {

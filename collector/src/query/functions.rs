@@ -10,7 +10,9 @@ use promql_parser::parser::{Call, Expr};
 
 use super::aggregate::{kahan_sum, mean, quantile, valid_label_name, variance};
 use super::eval::{matchers, unwrap_parens, Evaluator};
-use super::value::{get, set, without_name, LabelPairs, Labels, Sample, Series, Value, METRIC_NAME};
+use super::value::{
+    get, set, without_name, LabelPairs, Labels, Sample, Series, Value, METRIC_NAME,
+};
 use super::QueryError;
 
 /// Calls `call` at time `t`.
