@@ -145,7 +145,9 @@ impl Authenticator {
         let found = self
             .tokens
             .iter()
-            .find(|t| t.sha256.eq_ignore_ascii_case(&hash) && user.as_ref().is_none_or(|u| *u == t.name))
+            .find(|t| {
+                t.sha256.eq_ignore_ascii_case(&hash) && user.as_ref().is_none_or(|u| *u == t.name)
+            })
             .ok_or(Refusal::Unauthenticated("unknown token"))?;
         if found.role.allows(access) {
             Ok((found.name.clone(), found.role))
@@ -192,13 +194,19 @@ mod tests {
     fn bearer_and_basic_auth_with_roles() {
         let (a, viewer, writer) = auth();
         let bearer = format!("Bearer {viewer}");
-        assert_eq!(a.check(Some(&bearer), Access::Read).unwrap().1, Role::Viewer);
+        assert_eq!(
+            a.check(Some(&bearer), Access::Read).unwrap().1,
+            Role::Viewer
+        );
         assert!(matches!(
             a.check(Some(&bearer), Access::Write),
             Err(Refusal::Forbidden { .. })
         ));
         let basic = format!("Basic {}", base64_encode(&format!("prometheus:{writer}")));
-        assert_eq!(a.check(Some(&basic), Access::Write).unwrap().0, "prometheus");
+        assert_eq!(
+            a.check(Some(&basic), Access::Write).unwrap().0,
+            "prometheus"
+        );
         let wrong_user = format!("Basic {}", base64_encode(&format!("grafana:{writer}")));
         assert!(matches!(
             a.check(Some(&wrong_user), Access::Write),

@@ -72,7 +72,8 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, cancel: Cancell
                     }
                 }
                 Some(acceptor) => {
-                    let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
+                    let handshake =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
                     let stream = match handshake.await {
                         Ok(Ok(stream)) => stream,
                         Ok(Err(e)) => {
@@ -217,7 +218,9 @@ fn refuse(refusal: &auth::Refusal, access: auth::Access) -> Response<Full<Bytes>
     if status == StatusCode::UNAUTHORIZED {
         resp.headers_mut().insert(
             hyper::header::WWW_AUTHENTICATE,
-            hyper::header::HeaderValue::from_static("Bearer realm=\"patrol\", Basic realm=\"patrol\""),
+            hyper::header::HeaderValue::from_static(
+                "Bearer realm=\"patrol\", Basic realm=\"patrol\"",
+            ),
         );
     }
     resp

@@ -90,6 +90,11 @@ struct State {
     meta: BTreeMap<String, (MetricKind, String)>,
     streams: HashMap<String, (u64, u64)>,
     chunks: ChunkFiles,
+    /// Per host, the (hash, id) of each series of its last batch, in
+    /// order: agents send the same series in the same order every time,
+    /// so a series is usually resolved by its hash alone, without
+    /// touching the index (see [`resolve`]).
+    recent: HashMap<String, Vec<(u64, SeriesId)>>,
 }
 
 struct Inner {
@@ -153,6 +158,7 @@ impl DiskStore {
             meta: BTreeMap::new(),
             streams: HashMap::new(),
             chunks,
+            recent: HashMap::new(),
         };
         let counters = Counters::default();
         load(&trees, &mut state)?;
@@ -291,6 +297,12 @@ fn load(trees: &Trees, state: &mut State) -> Result<(), StoreError> {
 /// Gives every series of a batch its id (registering new ones) and
 /// records metadata changes: the batch as the WAL keeps it, with each
 /// series' labels written once, when it is new.
+///
+/// A series whose hash equals that of the series at the same place in the
+/// host's previous batch is taken to be that series. Only the host's own
+/// series are candidates, so a collision (one in 2^64 by chance) could
+/// only mix two series of the same host, and the hash's seed is random
+/// per process, so a host cannot aim for one.
 fn resolve(trees: &Trees, state: &mut State, batch: StampedBatch) -> Result<WalRecord, StoreError> {
     let mut record = WalRecord {
         host: batch.host,
@@ -300,6 +312,8 @@ fn resolve(trees: &Trees, state: &mut State, batch: StampedBatch) -> Result<WalR
         meta: Vec::new(),
         sets: Vec::with_capacity(batch.sets.len()),
     };
+    let previous = state.recent.remove(&record.host).unwrap_or_default();
+    let mut current: Vec<(u64, SeriesId)> = Vec::with_capacity(previous.len());
     for (t, families) in batch.sets {
         let mut samples = Vec::with_capacity(families.iter().map(|f| f.series.len()).sum());
         for family in families {
@@ -314,8 +328,21 @@ fn resolve(trees: &Trees, state: &mut State, batch: StampedBatch) -> Result<WalR
                     .meta
                     .push((family.name.clone(), family.kind, family.help.clone()));
             }
-            for series in family.series {
-                let id = match state.index.get(&family.name, &series.labels) {
+            for mut series in family.series {
+                if !series.labels.is_sorted() {
+                    series.labels.sort();
+                }
+                let hash = state.index.hash(
+                    &family.name,
+                    series.labels.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+                );
+                let cached = previous
+                    .get(current.len())
+                    .filter(|(h, _)| *h == hash)
+                    .map(|(_, id)| *id);
+                let found =
+                    cached.or_else(|| state.index.get_hashed(hash, &family.name, &series.labels));
+                let id = match found {
                     Some(id) => id,
                     None => {
                         let mut labels = series.labels;
@@ -327,11 +354,13 @@ fn resolve(trees: &Trees, state: &mut State, batch: StampedBatch) -> Result<WalR
                         id
                     }
                 };
+                current.push((hash, id));
                 samples.push((id, series.value));
             }
         }
         record.sets.push((t, samples));
     }
+    state.recent.insert(record.host.clone(), current);
     Ok(record)
 }
 
@@ -720,6 +749,40 @@ mod tests {
         assert_eq!(load1(&store), want, "identical after restart");
         assert_eq!(format!("{:?}", store.latest(0)), format!("{:?}", before.1));
         assert_eq!(store.series_count(), 2);
+    }
+
+    #[test]
+    fn series_changing_place_between_batches_keep_their_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        let batch = |seq: u64, names: &[&str]| {
+            let mut f = Family::gauge("temp", "");
+            for (i, n) in names.iter().enumerate() {
+                f.push(&[("sensor", n)], seq as f64 * 10.0 + i as f64);
+            }
+            StampedBatch {
+                host: "db".into(),
+                stream_id: 1,
+                seq,
+                sets: vec![(seq as i64 * 1000, vec![f])],
+            }
+        };
+        store.append(batch(1, &["a", "b"])).unwrap();
+        store.append(batch(2, &["b", "c"])).unwrap();
+        store.append(batch(3, &["c", "a", "b"])).unwrap();
+        assert_eq!(store.series_count(), 3);
+        let values = |sensor: &str| -> Vec<f64> {
+            store
+                .select(&[Matcher::equal("sensor", sensor)], 0, i64::MAX)
+                .unwrap()[0]
+                .samples
+                .iter()
+                .map(|(_, v)| *v)
+                .collect()
+        };
+        assert_eq!(values("a"), [10.0, 31.0]);
+        assert_eq!(values("b"), [11.0, 20.0, 32.0]);
+        assert_eq!(values("c"), [21.0, 30.0]);
     }
 
     #[test]

@@ -119,13 +119,15 @@ impl Bucket {
     }
 }
 
-/// See the module comment. Label strings are interned: a series is a short
-/// run of (name, value) numbers, found by a hash of its labels.
+/// See the module comment. A series' labels are kept as one contiguous
+/// record (each name and value length-prefixed, sorted by name) found by a
+/// hash of the labels, so looking a series up touches one allocation.
+/// Label strings are interned for the postings.
 #[derive(Debug, Default)]
 pub struct SeriesIndex {
     strings: Strings,
     /// By series id; empty for ids not in use.
-    series: Vec<Box<[(Sym, Sym)]>>,
+    series: Vec<Box<[u8]>>,
     by_hash: HashMap<u64, Bucket, RandomState>,
     hasher: RandomState,
     /// name → value → sorted series ids.
@@ -150,8 +152,9 @@ impl SeriesIndex {
         self.count == 0
     }
 
-    /// The hash of a series: its name, then its other labels in order.
-    fn hash<'a>(&self, name: &str, labels: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
+    /// The hash of a series: its name, then its other labels (sorted) in
+    /// order.
+    pub fn hash<'a>(&self, name: &str, labels: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
         let mut h = self.hasher.build_hasher();
         name.hash(&mut h);
         for (n, v) in labels {
@@ -161,7 +164,7 @@ impl SeriesIndex {
         h.finish()
     }
 
-    fn stored(&self, id: SeriesId) -> Option<&[(Sym, Sym)]> {
+    fn stored(&self, id: SeriesId) -> Option<&[u8]> {
         self.series
             .get(usize::try_from(id).ok()?)
             .map(|b| &**b)
@@ -177,28 +180,20 @@ impl SeriesIndex {
             return self.get(name, &sorted);
         }
         let hash = self.hash(name, labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-        let name_sym = self.strings.find(NAME)?;
+        self.get_hashed(hash, name, labels)
+    }
+
+    /// [`SeriesIndex::get`] with the hash already computed and the labels
+    /// known to be sorted.
+    pub fn get_hashed(
+        &self,
+        hash: u64,
+        name: &str,
+        labels: &[(String, String)],
+    ) -> Option<SeriesId> {
         self.by_hash.get(&hash)?.ids().iter().copied().find(|id| {
-            let Some(stored) = self.stored(*id) else {
-                return false;
-            };
-            let mut given = labels.iter();
-            let mut named = false;
-            for (n, v) in stored {
-                if *n == name_sym {
-                    named = self.strings.text(*v) == name;
-                    if !named {
-                        return false;
-                    }
-                    continue;
-                }
-                match given.next() {
-                    Some((gn, gv))
-                        if self.strings.text(*n) == gn && self.strings.text(*v) == gv => {}
-                    _ => return false,
-                }
-            }
-            named && given.next().is_none()
+            self.stored(*id)
+                .is_some_and(|record| matches(record, name, labels))
         })
     }
 
@@ -209,29 +204,11 @@ impl SeriesIndex {
 
     /// A series' labels, `__name__` among them.
     pub fn labels(&self, id: SeriesId) -> Option<Labels> {
-        let stored = self.stored(id)?;
         Some(
-            stored
-                .iter()
-                .map(|(n, v)| {
-                    (
-                        self.strings.text(*n).to_owned(),
-                        self.strings.text(*v).to_owned(),
-                    )
-                })
+            pairs(self.stored(id)?)
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
                 .collect(),
         )
-    }
-
-    /// The value of label `name` of a series, if it has it.
-    fn value_of(&self, stored: &[(Sym, Sym)], name: &str) -> &str {
-        let Some(name) = self.strings.find(name) else {
-            return "";
-        };
-        stored
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or("", |(_, v)| self.strings.text(*v))
     }
 
     /// The id a new series would get next.
@@ -255,13 +232,14 @@ impl SeriesIndex {
         let hash = self.hash(name, others.iter().map(|(n, v)| (n.as_str(), v.as_str())));
         let id = id.unwrap_or(self.next_id);
         self.next_id = self.next_id.max(id + 1);
-        self.strings.intern(NAME);
-        let stored: Box<[(Sym, Sym)]> = labels
-            .iter()
-            .map(|(n, v)| (self.strings.intern(n), self.strings.intern(v)))
-            .collect();
-        for (n, v) in stored.iter() {
-            let list = self.postings.entry(*n).or_default().entry(*v).or_default();
+        let mut record = Vec::new();
+        for (n, v) in &labels {
+            put_str(&mut record, n);
+            put_str(&mut record, v);
+        }
+        for (n, v) in &labels {
+            let (n, v) = (self.strings.intern(n), self.strings.intern(v));
+            let list = self.postings.entry(n).or_default().entry(v).or_default();
             if let Err(at) = list.binary_search(&id) {
                 list.insert(at, id);
             }
@@ -280,7 +258,7 @@ impl SeriesIndex {
         if at >= self.series.len() {
             self.series.resize_with(at + 1, Box::default);
         }
-        self.series[at] = stored;
+        self.series[at] = record.into_boxed_slice();
         self.count += 1;
         id
     }
@@ -318,7 +296,7 @@ impl SeriesIndex {
             };
             matchers
                 .iter()
-                .all(|m| m.matches(self.value_of(stored, &m.name)))
+                .all(|m| m.matches(value_of(stored, &m.name)))
         });
         ids
     }
@@ -354,6 +332,70 @@ impl SeriesIndex {
 
 /// The label that holds a series' metric name.
 const NAME: &str = "__name__";
+
+/// Appends a length-prefixed (LEB128) string to a series record.
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    let mut len = s.len();
+    while len >= 0x80 {
+        out.push(len as u8 | 0x80);
+        len >>= 7;
+    }
+    out.push(len as u8);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// The next string of a series record and the rest.
+fn next_str(record: &[u8]) -> Option<(&str, &[u8])> {
+    let (mut len, mut at) = (0usize, 0usize);
+    loop {
+        let b = *record.get(at)?;
+        len |= usize::from(b & 0x7f) << (7 * at);
+        at += 1;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    let s = record.get(at..at.checked_add(len)?)?;
+    Some((std::str::from_utf8(s).ok()?, &record[at + len..]))
+}
+
+/// The (name, value) pairs of a series record.
+fn pairs(mut record: &[u8]) -> impl Iterator<Item = (&str, &str)> {
+    std::iter::from_fn(move || {
+        let (n, rest) = next_str(record)?;
+        let (v, rest) = next_str(rest)?;
+        record = rest;
+        Some((n, v))
+    })
+}
+
+/// The value of label `name` in a series record ("" if absent).
+fn value_of<'a>(record: &'a [u8], name: &str) -> &'a str {
+    pairs(record)
+        .find(|(n, _)| *n == name)
+        .map_or("", |(_, v)| v)
+}
+
+/// Whether a series record is `name` with `labels` (sorted, without
+/// `__name__`).
+fn matches(record: &[u8], name: &str, labels: &[(String, String)]) -> bool {
+    let mut given = labels.iter();
+    let mut named = false;
+    for (n, v) in pairs(record) {
+        if n == NAME {
+            if v != name {
+                return false;
+            }
+            named = true;
+            continue;
+        }
+        match given.next() {
+            Some((gn, gv)) if gn == n && gv == v => {}
+            _ => return false,
+        }
+    }
+    named && given.next().is_none()
+}
 
 fn intersect(a: &[SeriesId], b: &[SeriesId]) -> Vec<SeriesId> {
     let (mut i, mut j, mut out) = (0, 0, Vec::new());
