@@ -5,6 +5,7 @@
 //! [`run`] is the whole agent; the `patrol-agent` binary and `patrol up`
 //! call it with a config and a cancellation token.
 
+pub mod baseline;
 pub mod cli;
 pub mod config;
 pub mod host;

@@ -1,5 +1,6 @@
 //! The subcommands and their arguments.
 
+mod check;
 mod pki;
 mod up;
 
@@ -29,6 +30,9 @@ enum Command {
     Agent(patrol_agent::cli::Args),
     /// Run the collector alone (as `patrol-collector` does).
     Collector(patrol_collector::cli::Args),
+    /// Inspect this host (or the files under --root) against the security
+    /// baseline; exit 0 when nothing fails, 1 when a check fails, 2 on error.
+    Check(check::CheckArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -38,6 +42,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pki { command } => pki::run(command),
         Command::Agent(args) => patrol_agent::cli::main(args),
         Command::Collector(args) => patrol_collector::cli::main(args),
+        Command::Check(args) => check::run(args),
     }
 }
 
