@@ -87,6 +87,7 @@ pub async fn start(
             )),
             None => None,
         },
+        writers: http::remote_write::Writers::default(),
     });
     let mut tasks = JoinSet::new();
     tasks.spawn(ingest::serve(ingest_listener, ingest_ctx, cancel.clone()));

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth;
 pub mod exposition;
+pub mod remote_write;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub struct HttpState {
     pub auth: auth::Authenticator,
     /// Set when `http.tls` is: HTTPS instead of HTTP.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub writers: remote_write::Writers,
 }
 
 /// Serves HTTP until `cancel` fires.
@@ -111,14 +113,19 @@ fn access(method: &Method, path: &str) -> Option<auth::Access> {
 }
 
 async fn route(state: Arc<HttpState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let mut caller = String::new();
     if let Some(access) = access(req.method(), req.uri().path()) {
         let header = req
             .headers()
             .get(hyper::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        if let Err(refusal) = state.auth.check(header, access) {
-            return refuse(&refusal, access);
+        match state.auth.check(header, access) {
+            Ok((name, _)) => caller = name,
+            Err(refusal) => return refuse(&refusal, access),
         }
+    }
+    if req.uri().path() == "/api/v1/write" {
+        return write(state, caller, req).await;
     }
     if let Some(api_route) = req.uri().path().strip_prefix("/api/v1/") {
         let api_route = api_route.to_owned();
@@ -202,6 +209,56 @@ async fn api(
             JSON,
             serde_json::json!({"status": "error", "errorType": "internal", "error": e.to_string()})
                 .to_string(),
+        ),
+    }
+}
+
+/// `POST /api/v1/write`: remote write, answered once durable.
+async fn write(
+    state: Arc<HttpState>,
+    caller: String,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    if req.method() != Method::POST {
+        return respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            TEXT,
+            "remote write takes POST\n".into(),
+        );
+    }
+    let body = match Limited::new(req.into_body(), remote_write::MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(e) => {
+            return respond(
+                StatusCode::BAD_REQUEST,
+                TEXT,
+                format!(
+                    "cannot read the request body (at most {} bytes): {e}\n",
+                    remote_write::MAX_BODY_BYTES
+                ),
+            )
+        }
+    };
+    let outcome = tokio::task::spawn_blocking(move || {
+        state.writers.write(state.store.as_ref(), &caller, &body)
+    })
+    .await;
+    match outcome {
+        Ok(Ok(_)) => respond(StatusCode::NO_CONTENT, TEXT, String::new()),
+        Ok(Err(remote_write::WriteError::BadRequest(why))) => {
+            respond(StatusCode::BAD_REQUEST, TEXT, format!("{why}\n"))
+        }
+        Ok(Err(e @ remote_write::WriteError::Unavailable(_))) => {
+            respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("{e}\n"))
+        }
+        Err(e) => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            TEXT,
+            format!("write task failed: {e}\n"),
         ),
     }
 }
