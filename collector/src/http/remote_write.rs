@@ -112,9 +112,17 @@ fn kind(t: i32) -> MetricKind {
     }
 }
 
-/// The samples of a request grouped by time, as the store takes them, and
-/// the first problem with any series left out.
-pub fn to_sets(req: WriteRequest) -> (Vec<(i64, Vec<Family>)>, usize, Option<String>) {
+/// A request as the store takes it.
+pub struct Converted {
+    /// Samples grouped by time.
+    pub sets: Vec<(i64, Vec<Family>)>,
+    /// Series left out, and the first one's problem.
+    pub rejected: usize,
+    pub first_problem: Option<String>,
+}
+
+/// The samples of a request grouped by time, and the series left out.
+pub fn to_sets(req: WriteRequest) -> Converted {
     let meta: HashMap<String, (MetricKind, String)> = req
         .metadata
         .into_iter()
@@ -153,7 +161,11 @@ pub fn to_sets(req: WriteRequest) -> (Vec<(i64, Vec<Family>)>, usize, Option<Str
         .into_iter()
         .map(|(t, families)| (t, families.into_values().collect()))
         .collect();
-    (sets, rejected, first_problem)
+    Converted {
+        sets,
+        rejected,
+        first_problem,
+    }
 }
 
 /// A series' metric name and other labels, sorted, or what is wrong.
@@ -198,7 +210,11 @@ impl Default for Writers {
 impl Writers {
     /// Appends a request from `writer` durably; the samples stored.
     pub fn write(&self, store: &dyn Store, writer: &str, body: &[u8]) -> Result<usize, WriteError> {
-        let (sets, rejected, problem) = to_sets(decode(body)?);
+        let Converted {
+            sets,
+            rejected,
+            first_problem: problem,
+        } = to_sets(decode(body)?);
         let samples: usize = sets
             .iter()
             .flat_map(|(_, f)| f.iter().map(|f| f.series.len()))
@@ -275,7 +291,11 @@ mod tests {
         };
         let decoded = decode(&encode(&req)).unwrap();
         assert_eq!(decoded, req);
-        let (sets, rejected, problem) = to_sets(decoded);
+        let Converted {
+            sets,
+            rejected,
+            first_problem: problem,
+        } = to_sets(decoded);
         assert_eq!(rejected, 1);
         assert!(problem.unwrap().contains("timeseries[1]: no __name__"));
         assert_eq!(sets.len(), 2);
