@@ -348,3 +348,67 @@ async fn a_real_prometheus_remote_writes_into_patrol() {
     assert_eq!(found, "1");
     c.stop().await;
 }
+
+/// `patrol import` backfills a file through remote write; a bad line is
+/// named with its file and line, and nothing of that file is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patrol_import_backfills_a_text_file() {
+    let pki = TestPki::new();
+    let c = collector(&pki).await;
+    let addr = c.http;
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, format!("{WRITER}\n")).unwrap();
+        let start = (patrol_shared::model::now_ms() - 3_600_000) / 1000;
+        let mut text =
+            String::from("# HELP backfilled_total Requests.\n# TYPE backfilled_total counter\n");
+        for i in 0..120 {
+            text.push_str(&format!(
+                "backfilled_total{{job=\"old\"}} {} {}\n",
+                i * 10,
+                (start + i * 30) as f64
+            ));
+        }
+        text.push_str("# EOF\n");
+        let file = dir.path().join("old.om");
+        std::fs::write(&file, &text).unwrap();
+        let import = |file: &std::path::Path| {
+            Command::new(env!("CARGO_BIN_EXE_patrol"))
+                .arg("import")
+                .arg(file)
+                .args(["--url", &format!("http://{addr}"), "--batch", "50"])
+                .arg("--token-file")
+                .arg(&token)
+                .output()
+                .unwrap()
+        };
+        let out = import(&file);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("imported 120 samples"));
+        let (_, json) = query(
+            addr,
+            VIEWER,
+            &format!(
+                "/api/v1/query?query=count_over_time(backfilled_total%5B2h%5D)&time={}",
+                start + 3600
+            ),
+        );
+        assert_eq!(json["data"]["result"][0]["value"][1], "120", "{json}");
+        let (_, json) = query(addr, VIEWER, "/api/v1/metadata?metric=backfilled_total");
+        assert_eq!(json["data"]["backfilled_total"][0]["type"], "counter");
+        let bad = dir.path().join("bad.prom");
+        std::fs::write(&bad, "ok_metric 1\nbroken{a=\"1\" 2\n").unwrap();
+        let out = import(&bad);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("bad.prom:2:"), "{err}");
+    })
+    .await
+    .unwrap();
+    c.stop().await;
+}

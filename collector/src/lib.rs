@@ -12,6 +12,7 @@ mod listener;
 pub mod query;
 pub mod storage;
 pub mod telemetry;
+pub mod textformat;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! The subcommands and their arguments.
 
 mod check;
+mod import;
 mod pki;
 mod up;
 
@@ -33,6 +34,9 @@ enum Command {
     /// Inspect this host (or the files under --root) against the security
     /// baseline; exit 0 when nothing fails, 1 when a check fails, 2 on error.
     Check(check::CheckArgs),
+    /// Backfill a Prometheus text or OpenMetrics file into a running
+    /// collector (through remote write; needs a writer or admin token).
+    Import(import::ImportArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -43,6 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(args) => patrol_agent::cli::main(args),
         Command::Collector(args) => patrol_collector::cli::main(args),
         Command::Check(args) => check::run(args),
+        Command::Import(args) => import::run(args),
     }
 }
 

@@ -1,0 +1,260 @@
+//! `patrol import FILE`: backfills a Prometheus text or OpenMetrics file
+//! into a running collector through remote write, so the samples take the
+//! same durable path as agents' (each request answered once it is on disk).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use patrol_collector::http::remote_write::{
+    encode, Label, MetricMetadata, Sample, TimeSeries, WriteRequest,
+};
+use patrol_collector::textformat;
+use patrol_shared::model::MetricKind;
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// The file: Prometheus text format (timestamps in ms) or OpenMetrics
+    /// (ending in `# EOF`, timestamps in seconds).
+    file: PathBuf,
+    /// The collector's HTTP API.
+    #[arg(long, default_value = "http://127.0.0.1:9470")]
+    url: String,
+    /// A file holding an API token with role writer or admin.
+    #[arg(long, default_value_os_t = super::default_data_dir().join("admin-token"))]
+    token_file: PathBuf,
+    /// The CA certificate (PEM) to trust for an https:// URL.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Samples per request.
+    #[arg(long, default_value_t = 10_000)]
+    batch: usize,
+}
+
+pub fn run(args: ImportArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let parsed = textformat::parse(&text, textformat::is_openmetrics(&text))
+        .map_err(|e| anyhow::anyhow!("{}:{}: {}", args.file.display(), e.line, e.message))?;
+    let token = std::fs::read_to_string(&args.token_file)
+        .with_context(|| format!("cannot read the token file {}", args.token_file.display()))?
+        .trim()
+        .to_owned();
+    let requests = requests(parsed, args.batch.max(1), patrol_shared::model::now_ms());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let target = Target::new(&args.url, args.ca.as_deref())?;
+        let mut sent = 0;
+        for (body, samples) in requests {
+            target.post(&body, &token).await?;
+            sent += samples;
+        }
+        println!("imported {sent} samples from {}", args.file.display());
+        anyhow::Ok(())
+    })
+}
+
+/// The file's samples as remote-write bodies of about `batch` samples,
+/// each with its sample count. Samples without a timestamp get `now_ms`.
+fn requests(parsed: textformat::Parsed, batch: usize, now_ms: i64) -> Vec<(Vec<u8>, usize)> {
+    let metadata: Vec<MetricMetadata> = parsed
+        .meta
+        .iter()
+        .map(|(name, (kind, help))| MetricMetadata {
+            r#type: match kind {
+                MetricKind::Counter => 1,
+                MetricKind::Gauge => 2,
+                MetricKind::Unknown => 0,
+            },
+            metric_family_name: name.clone(),
+            help: help.clone(),
+            unit: String::new(),
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut series: Vec<TimeSeries> = Vec::new();
+    let mut index: HashMap<(String, Vec<(String, String)>), usize> = HashMap::new();
+    let mut pending = 0;
+    let flush = |series: &mut Vec<TimeSeries>,
+                 index: &mut HashMap<(String, Vec<(String, String)>), usize>,
+                 pending: &mut usize,
+                 out: &mut Vec<(Vec<u8>, usize)>| {
+        if *pending > 0 {
+            let req = WriteRequest {
+                timeseries: std::mem::take(series),
+                metadata: metadata.clone(),
+            };
+            out.push((encode(&req), *pending));
+        }
+        index.clear();
+        *pending = 0;
+    };
+    for s in parsed.samples {
+        let mut labels = s.labels;
+        labels.sort();
+        let key = (s.name, labels);
+        let at = match index.get(&key) {
+            Some(at) => *at,
+            None => {
+                let mut l = vec![Label {
+                    name: "__name__".into(),
+                    value: key.0.clone(),
+                }];
+                l.extend(key.1.iter().map(|(n, v)| Label {
+                    name: n.clone(),
+                    value: v.clone(),
+                }));
+                series.push(TimeSeries {
+                    labels: l,
+                    samples: Vec::new(),
+                });
+                index.insert(key, series.len() - 1);
+                series.len() - 1
+            }
+        };
+        series[at].samples.push(Sample {
+            value: s.value,
+            timestamp: s.timestamp_ms.unwrap_or(now_ms),
+        });
+        pending += 1;
+        if pending >= batch {
+            flush(&mut series, &mut index, &mut pending, &mut out);
+        }
+    }
+    flush(&mut series, &mut index, &mut pending, &mut out);
+    out
+}
+
+/// Where requests go: host, port, path, and TLS if https.
+struct Target {
+    host: String,
+    port: u16,
+    path: String,
+    tls: Option<tokio_rustls::TlsConnector>,
+}
+
+impl Target {
+    fn new(url: &str, ca: Option<&std::path::Path>) -> anyhow::Result<Target> {
+        let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else {
+            bail!("--url {url:?}: expected http://HOST:PORT or https://HOST:PORT");
+        };
+        let authority = rest.trim_end_matches('/');
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (
+                h.trim_matches(|c| c == '[' || c == ']').to_owned(),
+                p.parse()
+                    .with_context(|| format!("--url {url:?}: bad port {p:?}"))?,
+            ),
+            None => (authority.to_owned(), if https { 443 } else { 80 }),
+        };
+        let tls = if https {
+            let ca = ca.context("an https:// --url needs --ca (the CA certificate to trust)")?;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in patrol_shared::tls::load_certs(ca)? {
+                roots
+                    .add(cert)
+                    .with_context(|| format!("{}: not a usable CA certificate", ca.display()))?;
+            }
+            let config =
+                rustls::ClientConfig::builder_with_provider(patrol_shared::tls::provider())
+                    .with_safe_default_protocol_versions()?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+            Some(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+                config,
+            )))
+        } else {
+            None
+        };
+        Ok(Target {
+            host,
+            port,
+            path: "/api/v1/write".into(),
+            tls,
+        })
+    }
+
+    async fn post(&self, body: &[u8], token: &str) -> anyhow::Result<()> {
+        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .with_context(|| format!("cannot connect to {}:{}", self.host, self.port))?;
+        let request = hyper::Request::post(&self.path)
+            .header(hyper::header::HOST, &self.host)
+            .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(hyper::header::CONTENT_TYPE, "application/x-protobuf")
+            .header(hyper::header::CONTENT_ENCODING, "snappy")
+            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+            .body(Full::new(Bytes::copy_from_slice(body)))?;
+        let response = match &self.tls {
+            None => send(TokioIo::new(tcp), request).await?,
+            Some(tls) => {
+                let name = rustls_pki_types::ServerName::try_from(self.host.clone())
+                    .with_context(|| format!("{:?} is not a valid server name", self.host))?;
+                let stream = tls
+                    .connect(name, tcp)
+                    .await
+                    .with_context(|| format!("TLS with {} failed", self.host))?;
+                send(TokioIo::new(stream), request).await?
+            }
+        };
+        let (status, text) = response;
+        if !status.is_success() {
+            bail!("the collector answered {status}: {}", text.trim());
+        }
+        Ok(())
+    }
+}
+
+async fn send<T>(
+    io: T,
+    request: hyper::Request<Full<Bytes>>,
+) -> anyhow::Result<(hyper::StatusCode, String)>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .context("HTTP handshake failed")?;
+    tokio::spawn(conn);
+    let response = sender
+        .send_request(request)
+        .await
+        .context("request failed")?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_grouped_by_series_into_bounded_requests() {
+        let text = "a{x=\"1\"} 1 1000\na{x=\"1\"} 2 2000\nb 3\n";
+        let parsed = textformat::parse(text, false).unwrap();
+        let reqs = requests(parsed, 2, 99);
+        assert_eq!(reqs.iter().map(|(_, n)| n).collect::<Vec<_>>(), [&2, &1]);
+        let first = patrol_collector::http::remote_write::decode(&reqs[0].0).unwrap();
+        assert_eq!(first.timeseries.len(), 1);
+        assert_eq!(first.timeseries[0].samples.len(), 2);
+        let second = patrol_collector::http::remote_write::decode(&reqs[1].0).unwrap();
+        assert_eq!(second.timeseries[0].samples[0].timestamp, 99);
+    }
+}
