@@ -617,7 +617,7 @@ fn patrol_answers_the_corpus_as_prometheus_does() {
         let ordered = q.starts_with("sort");
         for &t in &instants {
             let ours = match query::instant(&store, &limits, q, t, None) {
-                Ok(v) => result_json(&v, t),
+                Ok(v) => serde_json::from_str(&result_json(&v, t)).expect("our JSON"),
                 Err(e) => {
                     failures.push(format!("{q} @ {t}: Patrol failed: {e}"));
                     continue;
@@ -647,7 +647,8 @@ fn patrol_answers_the_corpus_as_prometheus_does() {
         }
         let ours = match query::range(&store, &limits, q, range_start, range_end, range_step, None)
         {
-            Ok(series) => result_json(&Value::Matrix(series), range_end),
+            Ok(series) => serde_json::from_str(&result_json(&Value::Matrix(series), range_end))
+                .expect("our JSON"),
             Err(e) => {
                 failures.push(format!("range {q}: Patrol failed: {e}"));
                 continue;

@@ -60,6 +60,12 @@ fn success(data: Json) -> Answer {
     }
 }
 
+/// Data already written as JSON.
+pub enum Data {
+    Json(Json),
+    Raw(String),
+}
+
 fn failure(err: &QueryError) -> Answer {
     let status = match err {
         QueryError::BadData(_) | QueryError::TooManyPoints(_) => StatusCode::BAD_REQUEST,
@@ -148,30 +154,121 @@ fn labels_json(labels: &Labels) -> Json {
     Json::Object(m)
 }
 
-fn point(t: i64, v: f64) -> Json {
-    json!([t as f64 / 1000.0, format_value(v)])
+/// Appends a JSON string literal.
+fn push_str_json(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
-/// The JSON `data` of a query result.
-pub fn result_json(value: &Value, t: i64) -> Json {
-    match value {
-        Value::Scalar(v) => json!({"resultType": "scalar", "result": point(t, *v)}),
-        Value::String(s) => json!({"resultType": "string", "result": [t as f64 / 1000.0, s]}),
-        Value::Vector(samples) => json!({
-            "resultType": "vector",
-            "result": samples.iter().map(|s| json!({
-                "metric": labels_json(&s.labels),
-                "value": point(s.t, s.v),
-            })).collect::<Vec<_>>(),
-        }),
-        Value::Matrix(series) => json!({
-            "resultType": "matrix",
-            "result": series.iter().map(|s| json!({
-                "metric": labels_json(&s.labels),
-                "values": s.points.iter().map(|(t, v)| point(*t, *v)).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-        }),
+fn push_labels(out: &mut String, labels: &Labels) {
+    out.push('{');
+    for (i, (n, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_str_json(out, n);
+        out.push(':');
+        push_str_json(out, v);
     }
+    out.push('}');
+}
+
+/// `[seconds, "value"]`, as Prometheus writes a point: the time in
+/// seconds with its milliseconds (trailing zeros dropped), written from the
+/// integer so no float formatting is needed.
+fn push_point(out: &mut String, t: i64, v: f64) {
+    use std::fmt::Write;
+    out.push('[');
+    push_seconds(out, t);
+    out.push_str(",\"");
+    if v.is_finite() {
+        let _ = write!(out, "{v}");
+    } else {
+        out.push_str(&format_value(v));
+    }
+    out.push_str("\"]");
+}
+
+fn push_seconds(out: &mut String, t: i64) {
+    use std::fmt::Write;
+    let (secs, ms) = (t.div_euclid(1000), t.rem_euclid(1000));
+    if secs < 0 && ms != 0 {
+        // A negative time with a fraction: let the float formatter do it.
+        let _ = write!(out, "{}", t as f64 / 1000.0);
+        return;
+    }
+    let _ = write!(out, "{secs}");
+    if ms != 0 {
+        let frac = format!("{ms:03}");
+        out.push('.');
+        out.push_str(frac.trim_end_matches('0'));
+    }
+}
+
+/// The JSON `data` of a query result, written straight into a string (a
+/// 24 h range of one series is 5,760 points).
+pub fn result_json(value: &Value, t: i64) -> String {
+    let mut out = String::with_capacity(256);
+    match value {
+        Value::Scalar(v) => {
+            out.push_str("{\"resultType\":\"scalar\",\"result\":");
+            push_point(&mut out, t, *v);
+        }
+        Value::String(s) => {
+            out.push_str("{\"resultType\":\"string\",\"result\":[");
+            out.push_str(&(t as f64 / 1000.0).to_string());
+            out.push(',');
+            push_str_json(&mut out, s);
+            out.push(']');
+        }
+        Value::Vector(samples) => {
+            out.push_str("{\"resultType\":\"vector\",\"result\":[");
+            for (i, s) in samples.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"metric\":");
+                push_labels(&mut out, &s.labels);
+                out.push_str(",\"value\":");
+                push_point(&mut out, s.t, s.v);
+                out.push('}');
+            }
+            out.push(']');
+        }
+        Value::Matrix(series) => {
+            out.push_str("{\"resultType\":\"matrix\",\"result\":[");
+            for (i, s) in series.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"metric\":");
+                push_labels(&mut out, &s.labels);
+                out.push_str(",\"values\":[");
+                out.reserve(s.points.len() * 24);
+                for (j, (pt, v)) in s.points.iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    push_point(&mut out, *pt, *v);
+                }
+                out.push_str("]}");
+            }
+            out.push(']');
+        }
+    }
+    out.push('}');
+    out
 }
 
 fn timeout(params: &Params) -> Result<Option<Duration>, QueryError> {
@@ -197,33 +294,37 @@ pub fn answer(
     now_ms: i64,
 ) -> Option<Answer> {
     let result = match route {
-        "query" => instant_query(store, limits, params, now_ms),
-        "query_range" => range_query(store, limits, params),
-        "series" => series(store, params),
-        "labels" => labels(store, params),
-        "metadata" => metadata(store, params),
-        "status/buildinfo" => Ok(json!({
+        "query" => instant_query(store, limits, params, now_ms).map(Data::Raw),
+        "query_range" => range_query(store, limits, params).map(Data::Raw),
+        "series" => series(store, params).map(Data::Json),
+        "labels" => labels(store, params).map(Data::Json),
+        "metadata" => metadata(store, params).map(Data::Json),
+        "status/buildinfo" => Ok(Data::Json(json!({
             "version": env!("CARGO_PKG_VERSION"),
             "revision": "",
             "branch": "",
             "buildUser": "",
             "buildDate": "",
             "goVersion": "",
-        })),
-        "rules" => Ok(json!({"groups": []})),
-        "alerts" => Ok(json!({"alerts": []})),
-        "query_exemplars" => Ok(json!([])),
-        "status/flags" => Ok(json!({})),
+        }))),
+        "rules" => Ok(Data::Json(json!({"groups": []}))),
+        "alerts" => Ok(Data::Json(json!({"alerts": []}))),
+        "query_exemplars" => Ok(Data::Json(json!([]))),
+        "status/flags" => Ok(Data::Json(json!({}))),
         _ => match route
             .strip_prefix("label/")
             .and_then(|r| r.strip_suffix("/values"))
         {
-            Some(name) => label_values(store, name, params),
+            Some(name) => label_values(store, name, params).map(Data::Json),
             None => return None,
         },
     };
     Some(match result {
-        Ok(data) => success(data),
+        Ok(Data::Json(data)) => success(data),
+        Ok(Data::Raw(data)) => Answer {
+            status: StatusCode::OK,
+            body: format!("{{\"status\":\"success\",\"data\":{data}}}"),
+        },
         Err(e) => failure(&e),
     })
 }
@@ -233,7 +334,7 @@ fn instant_query(
     limits: &Limits,
     params: &Params,
     now_ms: i64,
-) -> Result<Json, QueryError> {
+) -> Result<String, QueryError> {
     let q = required(params, "query")?;
     let t = match params.get("time") {
         Some(t) => parse_time("time", t)?,
@@ -247,7 +348,7 @@ fn range_query(
     store: &Arc<dyn Store>,
     limits: &Limits,
     params: &Params,
-) -> Result<Json, QueryError> {
+) -> Result<String, QueryError> {
     let q = required(params, "query")?;
     let start = parse_time("start", required(params, "start")?)?;
     let end = parse_time("end", required(params, "end")?)?;
@@ -394,6 +495,39 @@ fn metadata(store: &Arc<dyn Store>, params: &Params) -> Result<Json, QueryError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn results_are_valid_json_whatever_the_labels_hold() {
+        let labels: Labels = Arc::new(vec![
+            ("a".into(), "quote\" back\\ nl\n tab\t bell\u{7} 雪".into()),
+            ("b".into(), String::new()),
+        ]);
+        let value = Value::Vector(vec![crate::query::Sample {
+            labels: labels.clone(),
+            t: 1_700_000_000_500,
+            v: f64::NEG_INFINITY,
+        }]);
+        let json: Json = serde_json::from_str(&result_json(&value, 0)).unwrap();
+        assert_eq!(json["result"][0]["metric"]["a"], labels[0].1.as_str());
+        assert_eq!(json["result"][0]["value"], json!([1700000000.5, "-Inf"]));
+    }
+
+    #[test]
+    fn point_times_are_written_as_prometheus_writes_them() {
+        for (t, want) in [
+            (1_700_000_000_000, "1700000000"),
+            (1_700_000_000_500, "1700000000.5"),
+            (1_700_000_000_007, "1700000000.007"),
+            (1_700_000_000_120, "1700000000.12"),
+            (0, "0"),
+            (-1_500, "-1.5"),
+            (-2_000, "-2"),
+        ] {
+            let mut out = String::new();
+            push_seconds(&mut out, t);
+            assert_eq!(out, want);
+        }
+    }
 
     #[test]
     fn times_and_durations_parse_as_prometheus_does() {

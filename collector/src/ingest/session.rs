@@ -47,6 +47,7 @@ pub async fn run(ctx: Arc<IngestContext>, tcp: TcpStream, peer: Peer, cancel: Ca
         host,
         buf: Vec::new(),
         static_labels: Vec::new(),
+        inspections: 0,
     };
     let end = session.serve(&mut tls, &cancel).await;
     session.finish(&mut tls, end).await;
@@ -58,6 +59,8 @@ struct Session<'a> {
     host: String,
     buf: Vec<u8>,
     static_labels: Vec<Label>,
+    /// Inspection records received in this session; not stored yet.
+    inspections: u64,
 }
 
 impl Session<'_> {
@@ -176,6 +179,18 @@ impl Session<'_> {
                 )),
                 Entry::Event(event) => {
                     info!(host = %self.host, kind = %event.kind, message = %event.message, "agent event")
+                }
+                // Accepted and acked with its batch; storing and serving
+                // inspections is the collector's next step.
+                Entry::Inspection(inspection) => {
+                    self.inspections += 1;
+                    debug!(
+                        host = %self.host,
+                        checks = inspection.results.len(),
+                        score = ?inspection.score,
+                        received = self.inspections,
+                        "inspection received (not stored)"
+                    );
                 }
             }
         }

@@ -2,13 +2,12 @@
 //! `count_values`, `stddev`, `stdvar`, `topk`, `bottomk`, `quantile`,
 //! `group`) with `by` and `without`, as Prometheus computes them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use promql_parser::parser::token::{self, TokenType};
 use promql_parser::parser::LabelModifier;
 
-use super::value::{format_value, Labels, Sample, Value, METRIC_NAME};
+use super::value::{format_value, LabelCache, Labels, Map, Sample, Value, METRIC_NAME};
 use super::QueryError;
 
 /// The labels an aggregation keeps for a sample's group.
@@ -31,9 +30,8 @@ fn group_labels(
     }
 }
 
-#[derive(Default)]
 struct Group {
-    labels: Vec<(String, String)>,
+    labels: Labels,
     samples: Vec<Sample>,
 }
 
@@ -44,6 +42,8 @@ pub fn eval(
     param: Option<Value>,
     input: Vec<Sample>,
     t: i64,
+    cache: &LabelCache,
+    node: usize,
 ) -> Result<Value, QueryError> {
     let scalar_param = |what: &str| -> Result<f64, QueryError> {
         match &param {
@@ -62,10 +62,11 @@ pub fn eval(
         return count_values(label, modifier, input, t);
     }
     let mut groups: Vec<Group> = Vec::new();
-    let mut by_key: HashMap<Vec<(String, String)>, usize> = HashMap::new();
+    // Group label sets are interned by the cache: equal sets, one pointer.
+    let mut by_key: Map<usize, usize> = Map::default();
     for s in input {
-        let key = group_labels(&s.labels, modifier);
-        let at = *by_key.entry(key.clone()).or_insert_with(|| {
+        let key = cache.derive(node, &s.labels, |l| group_labels(l, modifier));
+        let at = *by_key.entry(Arc::as_ptr(&key) as usize).or_insert_with(|| {
             groups.push(Group {
                 labels: key,
                 samples: Vec::new(),
@@ -101,7 +102,7 @@ pub fn eval(
                 let values: Vec<f64> = g.samples.iter().map(|s| s.v).collect();
                 let v = reduce(op, &values, q)?;
                 out.push(Sample {
-                    labels: Arc::new(g.labels),
+                    labels: g.labels,
                     t,
                     v,
                 });
@@ -240,7 +241,7 @@ fn count_values(
             "invalid label name {label:?}"
         )));
     }
-    let mut counts: HashMap<Vec<(String, String)>, f64> = HashMap::new();
+    let mut counts: Map<Vec<(String, String)>, f64> = Map::default();
     let mut order: Vec<Vec<(String, String)>> = Vec::new();
     for s in input {
         let mut labels = group_labels(&s.labels, modifier);

@@ -2,13 +2,12 @@
 //! set operators, between scalars and vectors, with `on`/`ignoring` and
 //! `group_left`/`group_right` vector matching, as Prometheus defines them.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use promql_parser::parser::token::{self, TokenType};
 use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
 
-use super::value::{without_name, Labels, Sample, Value, METRIC_NAME};
+use super::value::{LabelCache, Labels, Map, Sample, Set, Value, METRIC_NAME};
 use super::QueryError;
 
 /// Applies an arithmetic or comparison operator to two numbers: the
@@ -33,7 +32,13 @@ fn apply(op: TokenType, l: f64, r: f64) -> (f64, bool) {
 }
 
 /// Evaluates `lhs op rhs`, both already evaluated at `t`.
-pub fn eval(b: &BinaryExpr, lhs: Value, rhs: Value, t: i64) -> Result<Value, QueryError> {
+pub fn eval(
+    b: &BinaryExpr,
+    lhs: Value,
+    rhs: Value,
+    t: i64,
+    cache: &LabelCache,
+) -> Result<Value, QueryError> {
     let op = b.op;
     let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
     let comparison = op.is_comparison_operator();
@@ -57,6 +62,7 @@ pub fn eval(b: &BinaryExpr, lhs: Value, rhs: Value, t: i64) -> Result<Value, Que
             false,
             return_bool,
             t,
+            cache,
         ))),
         (Value::Scalar(s), Value::Vector(vec)) => Ok(Value::Vector(vector_scalar(
             op,
@@ -65,6 +71,7 @@ pub fn eval(b: &BinaryExpr, lhs: Value, rhs: Value, t: i64) -> Result<Value, Que
             true,
             return_bool,
             t,
+            cache,
         ))),
         (Value::Vector(l), Value::Vector(r)) => {
             let modifier = b.modifier.clone().unwrap_or_default();
@@ -89,6 +96,7 @@ fn vector_scalar(
     scalar_left: bool,
     return_bool: bool,
     t: i64,
+    cache: &LabelCache,
 ) -> Vec<Sample> {
     let comparison = op.is_comparison_operator();
     vec.into_iter()
@@ -109,7 +117,7 @@ fn vector_scalar(
                 return None;
             }
             let labels = if !comparison || return_bool {
-                without_name(&sample.labels)
+                cache.without_name(&sample.labels)
             } else {
                 sample.labels
             };
@@ -145,7 +153,7 @@ fn signature(
 
 fn set_op(op: TokenType, m: &BinModifier, l: Vec<Sample>, r: Vec<Sample>, t: i64) -> Vec<Sample> {
     let matching = m.matching.as_ref();
-    let right: HashSet<Vec<(String, String)>> =
+    let right: Set<Vec<(String, String)>> =
         r.iter().map(|s| signature(&s.labels, matching)).collect();
     match op.id() {
         token::T_LAND => l
@@ -159,7 +167,7 @@ fn set_op(op: TokenType, m: &BinModifier, l: Vec<Sample>, r: Vec<Sample>, t: i64
             .map(|s| Sample { t, ..s })
             .collect(),
         _ => {
-            let left: HashSet<Vec<(String, String)>> =
+            let left: Set<Vec<(String, String)>> =
                 l.iter().map(|s| signature(&s.labels, matching)).collect();
             let mut out: Vec<Sample> = l.into_iter().map(|s| Sample { t, ..s }).collect();
             out.extend(
@@ -188,7 +196,7 @@ fn vector_vector(
         _ => (lhs, rhs, false, Vec::new()),
     };
     let one_to_one = matches!(m.card, VectorMatchCardinality::OneToOne);
-    let mut index: HashMap<Vec<(String, String)>, &Sample> = HashMap::new();
+    let mut index: Map<Vec<(String, String)>, &Sample> = Map::default();
     for s in &one {
         let sig = signature(&s.labels, matching);
         if index.insert(sig.clone(), s).is_some() {
@@ -199,8 +207,8 @@ fn vector_vector(
             )));
         }
     }
-    let mut matched_many: HashSet<Vec<(String, String)>> = HashSet::new();
-    let mut out_labels: HashSet<Labels> = HashSet::new();
+    let mut matched_many: Set<Vec<(String, String)>> = Set::default();
+    let mut out_labels: Set<Labels> = Set::default();
     let mut out = Vec::new();
     for s in &many {
         let sig = signature(&s.labels, matching);

@@ -2,7 +2,7 @@
 //! fetched once for the whole query before evaluation starts ([`plan`]),
 //! so a range query of many steps reads the store once per selector.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,7 +12,7 @@ use promql_parser::parser::{
     AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
 };
 
-use super::value::{is_stale, Labels, Sample, Series, Value};
+use super::value::{is_stale, LabelCache, Labels, Map, Sample, Series, Value};
 use super::{aggregate, binary, functions, QueryError, Source};
 use crate::storage::index::Matcher;
 
@@ -28,6 +28,13 @@ pub struct Context {
     pub max_samples: usize,
 }
 
+/// One series' points in a range window, borrowed from the fetched data
+/// where possible.
+pub struct Window<'a> {
+    pub labels: Labels,
+    pub points: Cow<'a, [(i64, f64)]>,
+}
+
 /// One selector's series as fetched.
 struct Fetched {
     labels: Labels,
@@ -37,7 +44,8 @@ struct Fetched {
 /// See the module comment.
 pub struct Evaluator<'a> {
     ctx: &'a Context,
-    data: HashMap<usize, Vec<Fetched>>,
+    data: Map<usize, Vec<Fetched>>,
+    labels: LabelCache,
 }
 
 fn key(vs: &VectorSelector) -> usize {
@@ -105,7 +113,7 @@ pub fn matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, QueryError> {
 /// Walks the expression and records, for each selector, the time range its
 /// data must cover when the expression is evaluated at times in
 /// [start, end].
-fn plan(expr: &Expr, start: i64, end: i64, ctx: &Context, out: &mut HashMap<usize, (i64, i64)>) {
+fn plan(expr: &Expr, start: i64, end: i64, ctx: &Context, out: &mut Map<usize, (i64, i64)>) {
     let mut note = |vs: &VectorSelector, before: i64| {
         let (s, e) = match at_ms(&vs.at, ctx) {
             Some(at) => (at, at),
@@ -182,11 +190,11 @@ impl<'a> Evaluator<'a> {
         start: i64,
         end: i64,
     ) -> Result<Evaluator<'a>, QueryError> {
-        let mut ranges = HashMap::new();
+        let mut ranges = Map::default();
         plan(expr, start, end, ctx, &mut ranges);
         let mut nodes = Vec::new();
         selectors(expr, &mut nodes);
-        let mut data = HashMap::new();
+        let mut data = Map::default();
         let mut samples = 0usize;
         for vs in nodes {
             let Some(&(mint, maxt)) = ranges.get(&key(vs)) else {
@@ -196,7 +204,7 @@ impl<'a> Evaluator<'a> {
                 continue;
             }
             let mut fetched: Vec<Fetched> = Vec::new();
-            let mut seen: HashMap<Labels, ()> = HashMap::new();
+            let mut seen: Map<Labels, ()> = Map::default();
             for group in matchers(vs)? {
                 for s in source.select(&group, mint, maxt)? {
                     let labels: Labels = Arc::new(s.labels);
@@ -215,7 +223,11 @@ impl<'a> Evaluator<'a> {
             }
             data.insert(key(vs), fetched);
         }
-        Ok(Evaluator { ctx, data })
+        Ok(Evaluator {
+            ctx,
+            data,
+            labels: LabelCache::default(),
+        })
     }
 
     fn check_deadline(&self) -> Result<(), QueryError> {
@@ -240,7 +252,7 @@ impl<'a> Evaluator<'a> {
                 Value::Vector(vec) => Ok(Value::Vector(
                     vec.into_iter()
                         .map(|s| Sample {
-                            labels: super::value::without_name(&s.labels),
+                            labels: self.labels.without_name(&s.labels),
                             t,
                             v: -s.v,
                         })
@@ -254,7 +266,7 @@ impl<'a> Evaluator<'a> {
             Expr::Binary(b) => {
                 let lhs = self.eval(&b.lhs, t)?;
                 let rhs = self.eval(&b.rhs, t)?;
-                binary::eval(b, lhs, rhs, t)
+                binary::eval(b, lhs, rhs, t, &self.labels)
             }
             Expr::Aggregate(a) => {
                 let param = match &a.param {
@@ -266,7 +278,16 @@ impl<'a> Evaluator<'a> {
                         "aggregation over a non-vector".into(),
                     ));
                 };
-                aggregate::eval(a.op, a.modifier.as_ref(), param, input, t)
+                let node = a as *const _ as usize;
+                aggregate::eval(
+                    a.op,
+                    a.modifier.as_ref(),
+                    param,
+                    input,
+                    t,
+                    &self.labels,
+                    node,
+                )
             }
             Expr::Call(call) => functions::call(self, call, t),
             Expr::Extension(_) => Err(QueryError::Execution(
@@ -325,6 +346,46 @@ impl<'a> Evaluator<'a> {
             .collect()
     }
 
+    /// A range selector at `t` without copying: each series' samples in
+    /// [t - range, t] as a slice of the fetched data (copied only when
+    /// staleness markers must be left out).
+    pub fn windows(&self, ms: &MatrixSelector, t: i64) -> Vec<Window<'_>> {
+        let vs = &ms.vs;
+        let at = at_ms(&vs.at, self.ctx).unwrap_or(t) - offset_ms(&vs.offset);
+        let from = at - millis(ms.range);
+        let Some(series) = self.data.get(&key(vs)) else {
+            return Vec::new();
+        };
+        series
+            .iter()
+            .filter_map(|s| {
+                let lo = s.samples.partition_point(|(st, _)| *st < from);
+                let hi = lo + s.samples[lo..].partition_point(|(st, _)| *st <= at);
+                let slice = &s.samples[lo..hi];
+                if slice.is_empty() {
+                    return None;
+                }
+                let points = if slice.iter().any(|(_, v)| is_stale(*v)) {
+                    let kept: Vec<(i64, f64)> = slice
+                        .iter()
+                        .copied()
+                        .filter(|(_, v)| !is_stale(*v))
+                        .collect();
+                    if kept.is_empty() {
+                        return None;
+                    }
+                    Cow::Owned(kept)
+                } else {
+                    Cow::Borrowed(slice)
+                };
+                Some(Window {
+                    labels: s.labels.clone(),
+                    points,
+                })
+            })
+            .collect()
+    }
+
     /// The time range a range selector covers at `t`: (start, end) in ms.
     pub fn range_bounds(&self, ms: &MatrixSelector, t: i64) -> (i64, i64) {
         let vs = &ms.vs;
@@ -346,7 +407,7 @@ impl<'a> Evaluator<'a> {
         if first < from {
             first += step;
         }
-        let mut out: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+        let mut out: Map<Labels, Vec<(i64, f64)>> = Map::default();
         let mut order: Vec<Labels> = Vec::new();
         let mut ts = first;
         while ts <= end {
@@ -390,18 +451,35 @@ impl<'a> Evaluator<'a> {
 
     /// A range-vector argument (selector or subquery) at `t`, with the time
     /// range it covers.
-    pub fn range_arg(&self, expr: &Expr, t: i64) -> Result<(Vec<Series>, (i64, i64)), QueryError> {
+    pub fn range_arg(
+        &self,
+        expr: &Expr,
+        t: i64,
+    ) -> Result<(Vec<Window<'_>>, (i64, i64)), QueryError> {
         match unwrap_parens(expr) {
-            Expr::MatrixSelector(ms) => Ok((self.range(ms, t), self.range_bounds(ms, t))),
+            Expr::MatrixSelector(ms) => Ok((self.windows(ms, t), self.range_bounds(ms, t))),
             Expr::Subquery(sq) => {
                 let end = at_ms(&sq.at, self.ctx).unwrap_or(t) - offset_ms(&sq.offset);
-                Ok((self.subquery(sq, t)?, (end - millis(sq.range), end)))
+                let series = self
+                    .subquery(sq, t)?
+                    .into_iter()
+                    .map(|s| Window {
+                        labels: s.labels,
+                        points: Cow::Owned(s.points),
+                    })
+                    .collect();
+                Ok((series, (end - millis(sq.range), end)))
             }
             other => Err(QueryError::Execution(format!(
                 "expected a range vector, got {}",
                 other.value_type()
             ))),
         }
+    }
+
+    /// The query's label cache.
+    pub fn labels(&self) -> &LabelCache {
+        &self.labels
     }
 
     /// Whether `t` is past the query's deadline.

@@ -3,16 +3,13 @@
 //! `*_over_time` family, math, clamping, time, label manipulation, sorting
 //! and `histogram_quantile`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use promql_parser::parser::{Call, Expr};
 
 use super::aggregate::{kahan_sum, mean, quantile, valid_label_name, variance};
 use super::eval::{matchers, unwrap_parens, Evaluator};
-use super::value::{
-    get, set, without_name, LabelPairs, Labels, Sample, Series, Value, METRIC_NAME,
-};
+use super::value::{get, set, LabelPairs, Labels, Map, Sample, Series, Set, Value, METRIC_NAME};
 use super::QueryError;
 
 /// Calls `call` at time `t`.
@@ -60,7 +57,7 @@ pub fn call(ev: &Evaluator<'_>, call: &Call, t: i64) -> Result<Value, QueryError
             vector(0)?
                 .into_iter()
                 .map(|s| Sample {
-                    labels: without_name(&s.labels),
+                    labels: ev.labels().without_name(&s.labels),
                     t,
                     v: f(s.v),
                 })
@@ -226,7 +223,7 @@ pub fn call(ev: &Evaluator<'_>, call: &Call, t: i64) -> Result<Value, QueryError
                 input
                     .into_iter()
                     .map(|s| Sample {
-                        labels: without_name(&s.labels),
+                        labels: ev.labels().without_name(&s.labels),
                         t,
                         v: calendar(name, s.v),
                     })
@@ -258,7 +255,7 @@ fn over_range(
             .filter_map(|s| {
                 let v = f(&s.points, bounds)?;
                 Some(Sample {
-                    labels: without_name(&s.labels),
+                    labels: ev.labels().without_name(&s.labels),
                     t,
                     v,
                 })
@@ -405,7 +402,7 @@ fn timestamp(ev: &Evaluator<'_>, expr: &Expr, t: i64) -> Result<Value, QueryErro
         samples
             .into_iter()
             .map(|s| Sample {
-                labels: without_name(&s.labels),
+                labels: ev.labels().without_name(&s.labels),
                 t,
                 v: s.t as f64 / 1000.0,
             })
@@ -441,7 +438,7 @@ fn absent(ev: &Evaluator<'_>, expr: &Expr, t: i64, over_time: bool) -> Result<Va
     if let Some(vs) = selector {
         let groups = matchers(vs)?;
         if groups.len() == 1 {
-            let mut seen: HashMap<String, usize> = HashMap::new();
+            let mut seen: Map<String, usize> = Map::default();
             for m in &groups[0] {
                 *seen.entry(m.name.clone()).or_default() += 1;
             }
@@ -529,7 +526,7 @@ fn label_join(
 }
 
 fn check_unique(v: &[Sample], function: &str) -> Result<(), QueryError> {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = Set::default();
     for s in v {
         if !seen.insert(&s.labels) {
             return Err(QueryError::Execution(format!(
@@ -542,7 +539,7 @@ fn check_unique(v: &[Sample], function: &str) -> Result<(), QueryError> {
 
 /// Prometheus' `histogram_quantile` over classic buckets (`le` labels).
 fn histogram_quantile(q: f64, input: Vec<Sample>, t: i64) -> Vec<Sample> {
-    let mut groups: HashMap<LabelPairs, Vec<(f64, f64)>> = HashMap::new();
+    let mut groups: Map<LabelPairs, Vec<(f64, f64)>> = Map::default();
     let mut order: Vec<Vec<(String, String)>> = Vec::new();
     for s in input {
         let Some(le) = get(&s.labels, "le").and_then(|le| le.trim().parse::<f64>().ok()) else {
@@ -652,15 +649,19 @@ fn calendar(name: &str, seconds: f64) -> f64 {
     }
 }
 
-/// The value of a range query at every step, as series.
+/// The value of a range query at every step, as series. Series are found
+/// by their label set's address first (a series keeps one `Arc` across
+/// steps), by its content otherwise.
 pub fn collect_steps(steps: Vec<(i64, Value)>) -> Result<Vec<Series>, QueryError> {
-    let mut out: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
-    let mut order: Vec<Labels> = Vec::new();
+    let mut series: Vec<Series> = Vec::new();
+    let mut by_ptr: Map<usize, usize> = Map::default();
+    let mut by_content: Map<Labels, usize> = Map::default();
+    let empty: Labels = Arc::new(Vec::new());
     for (t, value) in steps {
         let samples = match value {
             Value::Vector(v) => v,
             Value::Scalar(v) => vec![Sample {
-                labels: Arc::new(Vec::new()),
+                labels: empty.clone(),
                 t,
                 v,
             }],
@@ -672,11 +673,25 @@ pub fn collect_steps(steps: Vec<(i64, Value)>) -> Result<Vec<Series>, QueryError
             }
         };
         for s in samples {
-            let labels = s.labels;
-            let points = out.entry(labels.clone()).or_insert_with(|| {
-                order.push(labels);
-                Vec::new()
-            });
+            let ptr = Arc::as_ptr(&s.labels) as usize;
+            let at = match by_ptr.get(&ptr) {
+                Some(at) => *at,
+                None => {
+                    let at = *by_content.entry(s.labels.clone()).or_insert_with(|| {
+                        series.push(Series {
+                            labels: s.labels.clone(),
+                            points: Vec::new(),
+                        });
+                        series.len() - 1
+                    });
+                    // Keep the sample's set alive so its address stays its own.
+                    if Arc::ptr_eq(&series[at].labels, &s.labels) {
+                        by_ptr.insert(ptr, at);
+                    }
+                    at
+                }
+            };
+            let points = &mut series[at].points;
             if points.last().is_some_and(|(pt, _)| *pt == t) {
                 return Err(QueryError::Execution(
                     "vector cannot contain metrics with the same labelset".into(),
@@ -685,13 +700,7 @@ pub fn collect_steps(steps: Vec<(i64, Value)>) -> Result<Vec<Series>, QueryError
             points.push((t, s.v));
         }
     }
-    Ok(order
-        .into_iter()
-        .filter_map(|labels| {
-            let points = out.remove(&labels)?;
-            Some(Series { labels, points })
-        })
-        .collect())
+    Ok(series)
 }
 
 #[cfg(test)]

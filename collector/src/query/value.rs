@@ -3,6 +3,11 @@
 
 use std::sync::Arc;
 
+/// Hash maps and sets of the query engine (foldhash: queries hash label
+/// sets and addresses by the million).
+pub type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub type Set<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
 /// The label that holds a series' metric name.
 pub const METRIC_NAME: &str = "__name__";
 
@@ -26,6 +31,66 @@ pub fn get<'a>(labels: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .iter()
         .find(|(n, _)| n == name)
         .map(|(_, v)| v.as_str())
+}
+
+/// Label sets derived during one query, kept so that each is computed
+/// once per series rather than once per series per step, and so that equal
+/// sets share one `Arc` (results are then grouped by pointer).
+#[derive(Default)]
+pub struct LabelCache {
+    inner: std::cell::RefCell<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    /// (what was derived, the input's address) → (the input, kept alive so
+    /// the address is not reused, and the result).
+    derived: Map<(usize, usize), (Labels, Labels)>,
+    interned: Map<LabelPairs, Labels>,
+}
+
+/// What [`LabelCache::derive`] derives: `WITHOUT_NAME`, or an aggregation
+/// or matching node's address.
+pub const WITHOUT_NAME: usize = 0;
+
+impl LabelCache {
+    /// `f` of `labels`, computed once per input set and interned.
+    pub fn derive(
+        &self,
+        what: usize,
+        labels: &Labels,
+        f: impl FnOnce(&LabelPairs) -> LabelPairs,
+    ) -> Labels {
+        let key = (what, Arc::as_ptr(labels) as usize);
+        let mut inner = self.inner.borrow_mut();
+        if let Some((_, out)) = inner.derived.get(&key) {
+            return out.clone();
+        }
+        let pairs = f(labels);
+        let out = match inner.interned.get(&pairs) {
+            Some(existing) => existing.clone(),
+            None => {
+                let out = Arc::new(pairs.clone());
+                inner.interned.insert(pairs, out.clone());
+                out
+            }
+        };
+        inner.derived.insert(key, (labels.clone(), out.clone()));
+        out
+    }
+
+    /// The label set without `__name__`.
+    pub fn without_name(&self, labels: &Labels) -> Labels {
+        if !labels.iter().any(|(n, _)| n == METRIC_NAME) {
+            return labels.clone();
+        }
+        self.derive(WITHOUT_NAME, labels, |l| {
+            l.iter()
+                .filter(|(n, _)| n != METRIC_NAME)
+                .cloned()
+                .collect()
+        })
+    }
 }
 
 /// The label set without `__name__`.
