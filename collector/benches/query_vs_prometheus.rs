@@ -20,7 +20,13 @@ use patrol_shared::pki::{Ca, Role, DEFAULT_CA_VALIDITY, DEFAULT_LEAF_VALIDITY};
 const STEP_MS: i64 = 15_000;
 const POINTS: i64 = 24 * 240;
 const TOKEN: &str = "patrol_bench_token";
-const RUNS: usize = 15;
+/// Runs of each query (PATROL_BENCH_RUNS), median reported.
+fn runs() -> usize {
+    std::env::var("PATROL_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15)
+}
 
 fn series_at(i: i64) -> Vec<(&'static str, Vec<(&'static str, String)>, f64)> {
     let mut out = Vec::new();
@@ -219,7 +225,10 @@ fn main() {
             format!("/api/v1/query_range?query={}&start={}&end={e}&step=15", enc(rate), e - 3600.0),
         ),
     ];
-    println!("query speed, Patrol vs Prometheus 2.42 on the same data (median of {RUNS}, HTTP on loopback)");
+    println!(
+        "query speed, Patrol vs Prometheus 2.42 on the same data (median of {}, HTTP on loopback)",
+        runs()
+    );
     println!("{:<52} {:>12} {:>12} {:>8}", "", "Patrol", "Prometheus", "ratio");
     for (what, path) in &cases {
         // Warm both, and check both answer.
@@ -227,7 +236,7 @@ fn main() {
         let (qs, qbytes) = get(prom_addr, path, None);
         assert_eq!((ps, qs), (200, 200), "{what}: both answer");
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-        for _ in 0..RUNS {
+        for _ in 0..runs() {
             let t = Instant::now();
             get(patrol_addr, path, Some(TOKEN));
             ours.push(t.elapsed());

@@ -39,6 +39,35 @@ pub struct Window<'a> {
 struct Fetched {
     labels: Labels,
     samples: Vec<(i64, f64)>,
+    /// Where the last two searches ended: a range query's steps move
+    /// forward, so the next search usually starts a sample or two away.
+    cursors: [std::cell::Cell<usize>; 2],
+}
+
+impl Fetched {
+    /// The number of samples with time `< t` (`inclusive`: `<= t`),
+    /// searched from cursor `c`.
+    fn count_before(&self, t: i64, inclusive: bool, c: usize) -> usize {
+        let before = |st: i64| if inclusive { st <= t } else { st < t };
+        let s = &self.samples;
+        let mut at = self.cursors[c].get().min(s.len());
+        if at > 0 && !before(s[at - 1].0) {
+            // Went backwards: search from scratch.
+            at = s.partition_point(|(st, _)| before(*st));
+        } else {
+            let mut steps = 0;
+            while at < s.len() && before(s[at].0) {
+                at += 1;
+                steps += 1;
+                if steps == 8 {
+                    at += s[at..].partition_point(|(st, _)| before(*st));
+                    break;
+                }
+            }
+        }
+        self.cursors[c].set(at);
+        at
+    }
 }
 
 /// See the module comment.
@@ -218,6 +247,7 @@ impl<'a> Evaluator<'a> {
                     fetched.push(Fetched {
                         labels,
                         samples: s.samples,
+                        cursors: Default::default(),
                     });
                 }
             }
@@ -308,7 +338,7 @@ impl<'a> Evaluator<'a> {
         series
             .iter()
             .filter_map(|s| {
-                let end = s.samples.partition_point(|(st, _)| *st <= at);
+                let end = s.count_before(at, true, 0);
                 let &(st, v) = s.samples.get(end.checked_sub(1)?)?;
                 (st >= from && !is_stale(v)).then(|| Sample {
                     labels: s.labels.clone(),
@@ -317,6 +347,39 @@ impl<'a> Evaluator<'a> {
                 })
             })
             .collect()
+    }
+
+    /// A vector selector at every step of a range query at once, series by
+    /// series: what evaluating it step by step gives, without building a
+    /// vector per step.
+    pub fn instant_steps(&self, vs: &VectorSelector, start: i64, end: i64, step: i64) -> Vec<Series> {
+        let Some(series) = self.data.get(&key(vs)) else {
+            return Vec::new();
+        };
+        let pinned = at_ms(&vs.at, self.ctx);
+        let offset = offset_ms(&vs.offset);
+        let mut out = Vec::new();
+        for s in series {
+            let mut points = Vec::new();
+            let mut t = start;
+            while t <= end {
+                let at = pinned.unwrap_or(t) - offset;
+                let before = s.count_before(at, true, 0);
+                if let Some(&(st, v)) = before.checked_sub(1).and_then(|i| s.samples.get(i)) {
+                    if st >= at - self.ctx.lookback_ms && !is_stale(v) {
+                        points.push((t, v));
+                    }
+                }
+                t += step;
+            }
+            if !points.is_empty() {
+                out.push(Series {
+                    labels: s.labels.clone(),
+                    points,
+                });
+            }
+        }
+        out
     }
 
     /// A range selector at `t`: each series' samples in [t - range, t]
@@ -359,8 +422,8 @@ impl<'a> Evaluator<'a> {
         series
             .iter()
             .filter_map(|s| {
-                let lo = s.samples.partition_point(|(st, _)| *st < from);
-                let hi = lo + s.samples[lo..].partition_point(|(st, _)| *st <= at);
+                let lo = s.count_before(from, false, 0);
+                let hi = s.count_before(at, true, 1).max(lo);
                 let slice = &s.samples[lo..hi];
                 if slice.is_empty() {
                     return None;
