@@ -33,9 +33,11 @@ fn series_at(i: i64) -> Vec<(&'static str, Vec<(&'static str, String)>, f64)> {
     for h in 0..4 {
         let host = format!("h{h}");
         for cpu in 0..8 {
-            for (m, mode) in ["idle", "user", "system", "iowait", "irq", "softirq", "steal", "nice"]
-                .iter()
-                .enumerate()
+            for (m, mode) in [
+                "idle", "user", "system", "iowait", "irq", "softirq", "steal", "nice",
+            ]
+            .iter()
+            .enumerate()
             {
                 let ticks = 100_000 + i * (h * 13 + cpu * 7 + m as i64 * 3 + 1) + (i % 5);
                 out.push((
@@ -62,16 +64,25 @@ fn series_at(i: i64) -> Vec<(&'static str, Vec<(&'static str, String)>, f64)> {
 fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, usize) {
     let mut tcp = TcpStream::connect(addr).expect("connect");
     tcp.set_read_timeout(Some(Duration::from_secs(120))).ok();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(tcp, "GET {path} HTTP/1.0\r\nHost: bench\r\n{auth}\r\n").expect("send");
     let mut body = Vec::new();
     tcp.read_to_end(&mut body).expect("read");
-    let status = std::str::from_utf8(&body[9..12]).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = std::str::from_utf8(&body[9..12])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     (status, body.len())
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_ready(addr: SocketAddr, token: Option<&str>) {
@@ -118,7 +129,8 @@ fn main() {
                 if lines.len() <= k {
                     lines.push(Vec::new());
                 }
-                let text: Vec<String> = labels.iter().map(|(n, v)| format!("{n}=\"{v}\"")).collect();
+                let text: Vec<String> =
+                    labels.iter().map(|(n, v)| format!("{n}=\"{v}\"")).collect();
                 lines[k].push(format!("{name}{{{}}} {v} {}\n", text.join(","), t / 1000));
                 families
                     .entry(name)
@@ -170,7 +182,10 @@ fn main() {
     let prom_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     std::fs::write(dir.path().join("prometheus.yml"), "global: {}\n").unwrap();
     let mut prometheus = Command::new("prometheus")
-        .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prometheus.yml").display()
+        ))
         .arg(format!("--storage.tsdb.path={}", tsdb.display()))
         .arg(format!("--web.listen-address={prom_addr}"))
         .arg("--storage.tsdb.retention.time=30d")
@@ -183,10 +198,15 @@ fn main() {
     let pki = dir.path().join("pki");
     let ca = Ca::generate(DEFAULT_CA_VALIDITY).unwrap();
     ca.write(&pki, false).unwrap();
-    ca.issue(Role::Collector, "collector", &["127.0.0.1".into()], DEFAULT_LEAF_VALIDITY)
-        .unwrap()
-        .write(&pki, "collector", false)
-        .unwrap();
+    ca.issue(
+        Role::Collector,
+        "collector",
+        &["127.0.0.1".into()],
+        DEFAULT_LEAF_VALIDITY,
+    )
+    .unwrap()
+    .write(&pki, "collector", false)
+    .unwrap();
     let mut config = patrol_collector::CollectorConfig::example(&pki, &store_dir);
     config.ingest.listen = "127.0.0.1:0".parse().unwrap();
     config.http.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -214,7 +234,10 @@ fn main() {
     let cases = [
         (
             "24 h range, one series, 15 s step",
-            format!("/api/v1/query_range?query={}&start={s}&end={e}&step=15", enc("node_load1{host=\"h1\"}")),
+            format!(
+                "/api/v1/query_range?query={}&start={s}&end={e}&step=15",
+                enc("node_load1{host=\"h1\"}")
+            ),
         ),
         (
             "sum by (host) (rate(...[5m])), 256 series, instant",
@@ -222,14 +245,21 @@ fn main() {
         ),
         (
             "sum by (host) (rate(...[5m])), 256 series, 1 h at 15 s",
-            format!("/api/v1/query_range?query={}&start={}&end={e}&step=15", enc(rate), e - 3600.0),
+            format!(
+                "/api/v1/query_range?query={}&start={}&end={e}&step=15",
+                enc(rate),
+                e - 3600.0
+            ),
         ),
     ];
     println!(
         "query speed, Patrol vs Prometheus 2.42 on the same data (median of {}, HTTP on loopback)",
         runs()
     );
-    println!("{:<52} {:>12} {:>12} {:>8}", "", "Patrol", "Prometheus", "ratio");
+    println!(
+        "{:<52} {:>12} {:>12} {:>8}",
+        "", "Patrol", "Prometheus", "ratio"
+    );
     for (what, path) in &cases {
         // Warm both, and check both answer.
         let (ps, pbytes) = get(patrol_addr, path, Some(TOKEN));

@@ -352,7 +352,13 @@ impl<'a> Evaluator<'a> {
     /// A vector selector at every step of a range query at once, series by
     /// series: what evaluating it step by step gives, without building a
     /// vector per step.
-    pub fn instant_steps(&self, vs: &VectorSelector, start: i64, end: i64, step: i64) -> Vec<Series> {
+    pub fn instant_steps(
+        &self,
+        vs: &VectorSelector,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Vec<Series> {
         let Some(series) = self.data.get(&key(vs)) else {
             return Vec::new();
         };

@@ -536,8 +536,19 @@ impl BitReader<'_> {
         Ok(bit)
     }
 
-    /// `width` bits, most significant first, a byte's worth at a time.
+    /// `width` bits, most significant first: from one 8-byte load where the
+    /// chunk has 8 bytes left, else a byte's worth at a time.
     fn bits(&mut self, width: u8) -> Result<u64, ChunkError> {
+        let (byte, shift) = (self.pos / 8, self.pos % 8);
+        if width > 0 && usize::from(width) + shift <= 64 {
+            if let Some(window) = self.bytes.get(byte..byte + 8) {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(window);
+                let v = (u64::from_be_bytes(word) << shift) >> (64 - u32::from(width));
+                self.pos += usize::from(width);
+                return Ok(v);
+            }
+        }
         let mut v = 0u64;
         let mut left = width;
         while left > 0 {
