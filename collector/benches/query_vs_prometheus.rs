@@ -28,7 +28,10 @@ fn runs() -> usize {
         .unwrap_or(15)
 }
 
-fn series_at(i: i64) -> Vec<(&'static str, Vec<(&'static str, String)>, f64)> {
+/// A series at one point: name, labels, value.
+type Point = (&'static str, Vec<(&'static str, String)>, f64);
+
+fn series_at(i: i64) -> Vec<Point> {
     let mut out = Vec::new();
     for h in 0..4 {
         let host = format!("h{h}");

@@ -8,6 +8,9 @@ use std::collections::HashMap;
 
 use patrol_shared::model::MetricKind;
 
+/// Label pairs as written.
+type Labels = Vec<(String, String)>;
+
 /// One sample line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TextSample {
@@ -87,7 +90,7 @@ pub fn parse(text: &str, openmetrics: bool) -> Result<Parsed, TextError> {
 
 fn sample(line: &str, openmetrics: bool) -> Result<TextSample, String> {
     let name_end = line
-        .find(|c: char| c == '{' || c == ' ' || c == '\t')
+        .find(['{', ' ', '\t'])
         .ok_or_else(|| format!("expected a metric name, labels and a value, got {line:?}"))?;
     let name = &line[..name_end];
     if name.is_empty() {
@@ -142,7 +145,7 @@ fn parse_value(s: &str) -> Option<f64> {
 }
 
 /// `name="value", ...}` → labels and what follows the brace.
-fn label_set(mut s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+fn label_set(mut s: &str) -> Result<(Labels, &str), String> {
     let mut labels = Vec::new();
     loop {
         s = s.trim_start();

@@ -61,6 +61,9 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     })
 }
 
+/// A series: its name and sorted labels.
+type SeriesKey = (String, Vec<(String, String)>);
+
 /// The file's samples as remote-write bodies of about `batch` samples,
 /// each with its sample count. Samples without a timestamp get `now_ms`.
 fn requests(parsed: textformat::Parsed, batch: usize, now_ms: i64) -> Vec<(Vec<u8>, usize)> {
@@ -80,10 +83,10 @@ fn requests(parsed: textformat::Parsed, batch: usize, now_ms: i64) -> Vec<(Vec<u
         .collect();
     let mut out = Vec::new();
     let mut series: Vec<TimeSeries> = Vec::new();
-    let mut index: HashMap<(String, Vec<(String, String)>), usize> = HashMap::new();
+    let mut index: HashMap<SeriesKey, usize> = HashMap::new();
     let mut pending = 0;
     let flush = |series: &mut Vec<TimeSeries>,
-                 index: &mut HashMap<(String, Vec<(String, String)>), usize>,
+                 index: &mut HashMap<SeriesKey, usize>,
                  pending: &mut usize,
                  out: &mut Vec<(Vec<u8>, usize)>| {
         if *pending > 0 {
