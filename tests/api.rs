@@ -412,3 +412,49 @@ async fn patrol_import_backfills_a_text_file() {
     .unwrap();
     c.stop().await;
 }
+
+/// With `http.tls`, the API is served over HTTPS only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_can_be_served_over_https() {
+    let pki = TestPki::new();
+    let mut config = collector_config(&pki);
+    let files = pki.issue(patrol_shared::pki::Role::Collector, "api");
+    config.http.tls = Some(patrol_collector::config::HttpTls {
+        cert: files.cert.clone(),
+        key: files.key.clone(),
+    });
+    let c = TestCollector::start(config).await;
+    let addr = c.http;
+    let ca = files.ca.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in patrol_shared::tls::load_certs(&ca).unwrap() {
+            roots.add(cert).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(patrol_shared::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        write!(
+            tls,
+            "GET /api/v1/query?query=1%2B1 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TEST_TOKEN}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        let _ = tls.read_to_string(&mut text);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(text.contains("\"result\":["), "{text}");
+        // Plain HTTP on the same port gets nowhere.
+        let (status, _) = request(addr, "GET", "/-/ready", &[], b"");
+        assert_ne!(status, 200);
+    })
+    .await
+    .unwrap();
+    c.stop().await;
+}

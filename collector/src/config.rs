@@ -35,6 +35,8 @@ pub struct QueryConfig {
     pub timeout: Duration,
     /// Most samples one query may load from the store.
     pub max_samples: usize,
+    /// Most series one query may select.
+    pub max_series: usize,
     /// How far back an instant selector looks for a series' newest sample.
     #[serde(with = "cfg::duration")]
     pub lookback_delta: Duration,
@@ -46,6 +48,7 @@ impl Default for QueryConfig {
         QueryConfig {
             timeout: limits.timeout,
             max_samples: limits.max_samples,
+            max_series: limits.max_series,
             lookback_delta: limits.lookback,
         }
     }
@@ -56,6 +59,7 @@ impl QueryConfig {
         crate::query::Limits {
             timeout: self.timeout,
             max_samples: self.max_samples,
+            max_series: self.max_series,
             lookback: self.lookback_delta,
             ..crate::query::Limits::default()
         }
@@ -210,6 +214,9 @@ impl CollectorConfig {
         }
         if self.query.max_samples == 0 {
             problems.push("query.max_samples: must be at least 1".into());
+        }
+        if self.query.max_series == 0 {
+            problems.push("query.max_series: must be at least 1".into());
         }
         if self.query.lookback_delta.is_zero() {
             problems.push("query.lookback_delta: must be over 0".into());

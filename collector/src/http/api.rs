@@ -69,7 +69,7 @@ pub enum Data {
 fn failure(err: &QueryError) -> Answer {
     let status = match err {
         QueryError::BadData(_) | QueryError::TooManyPoints(_) => StatusCode::BAD_REQUEST,
-        QueryError::Execution(_) | QueryError::TooManySamples(_) => {
+        QueryError::Execution(_) | QueryError::TooManySamples(_) | QueryError::TooManySeries(_) => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
         QueryError::Timeout => StatusCode::SERVICE_UNAVAILABLE,

@@ -26,6 +26,7 @@ pub struct Context {
     pub default_step_ms: i64,
     pub deadline: Instant,
     pub max_samples: usize,
+    pub max_series: usize,
 }
 
 /// One series' points in a range window, borrowed from the fetched data
@@ -224,7 +225,7 @@ impl<'a> Evaluator<'a> {
         let mut nodes = Vec::new();
         selectors(expr, &mut nodes);
         let mut data = Map::default();
-        let mut samples = 0usize;
+        let (mut samples, mut series_count) = (0usize, 0usize);
         for vs in nodes {
             let Some(&(mint, maxt)) = ranges.get(&key(vs)) else {
                 continue;
@@ -241,6 +242,10 @@ impl<'a> Evaluator<'a> {
                         continue;
                     }
                     samples += s.samples.len();
+                    series_count += 1;
+                    if series_count > ctx.max_series {
+                        return Err(QueryError::TooManySeries(ctx.max_series));
+                    }
                     if samples > ctx.max_samples {
                         return Err(QueryError::TooManySamples(ctx.max_samples));
                     }
@@ -261,7 +266,7 @@ impl<'a> Evaluator<'a> {
     }
 
     fn check_deadline(&self) -> Result<(), QueryError> {
-        if Instant::now() > self.ctx.deadline {
+        if Instant::now() >= self.ctx.deadline {
             Err(QueryError::Timeout)
         } else {
             Ok(())

@@ -53,6 +53,8 @@ pub enum QueryError {
     Timeout,
     #[error("query processing would load too many samples into memory (more than {0})")]
     TooManySamples(usize),
+    #[error("query would select too many series (more than {0}); narrow its selectors")]
+    TooManySeries(usize),
     #[error("query would return too many points (more than {0})")]
     TooManyPoints(usize),
     #[error("storage: {0}")]
@@ -64,7 +66,9 @@ impl QueryError {
     pub fn error_type(&self) -> &'static str {
         match self {
             QueryError::BadData(_) => "bad_data",
-            QueryError::Execution(_) | QueryError::TooManySamples(_) => "execution",
+            QueryError::Execution(_)
+            | QueryError::TooManySamples(_)
+            | QueryError::TooManySeries(_) => "execution",
             QueryError::TooManyPoints(_) => "bad_data",
             QueryError::Timeout => "timeout",
             QueryError::Storage(_) => "internal",
@@ -79,6 +83,8 @@ pub struct Limits {
     pub timeout: Duration,
     /// Samples a query may load from the store.
     pub max_samples: usize,
+    /// Series a query may select (all its selectors together).
+    pub max_series: usize,
     /// Steps × series a range query may return.
     pub max_points: usize,
     /// Step of subqueries that name none (Prometheus' evaluation interval).
@@ -91,16 +97,72 @@ impl Default for Limits {
             lookback: Duration::from_secs(300),
             timeout: Duration::from_secs(120),
             max_samples: 50_000_000,
+            max_series: 500_000,
             max_points: 11_000 * 1000,
             default_subquery_step: Duration::from_secs(60),
         }
     }
 }
 
-/// Parses a query, with the parser's message (which says where).
+/// Parses a query; an error says where, as `line:column:`, when the
+/// parser's message lets us find the place.
 pub fn parse(query: &str) -> Result<Expr, QueryError> {
-    parser::parse(query)
-        .map_err(|e| QueryError::BadData(format!("invalid parameter \"query\": {e}")))
+    parser::parse(query).map_err(|e| {
+        let at = locate(query, &e)
+            .map(|(line, col)| format!("{line}:{col}: "))
+            .unwrap_or_default();
+        QueryError::BadData(format!("invalid parameter \"query\": {at}parse error: {e}"))
+    })
+}
+
+/// Where a parse error is: an unclosed bracket's position, the end of the
+/// input for an unexpected end, an unknown function's name.
+fn locate(query: &str, message: &str) -> Option<(usize, usize)> {
+    let offset = if message.starts_with("unclosed left") {
+        let (open, close) = if message.contains("parenthesis") {
+            ('(', ')')
+        } else if message.contains("brace") {
+            ('{', '}')
+        } else {
+            ('[', ']')
+        };
+        let mut stack = Vec::new();
+        let mut quote: Option<char> = None;
+        let mut escaped = false;
+        for (i, c) in query.char_indices() {
+            match quote {
+                Some(q) => {
+                    if escaped {
+                        escaped = false;
+                    } else if c == '\\' {
+                        escaped = true;
+                    } else if c == q {
+                        quote = None;
+                    }
+                }
+                None if matches!(c, '"' | '\'' | '`') => quote = Some(c),
+                None if c == open => stack.push(i),
+                None if c == close => {
+                    stack.pop();
+                }
+                None => {}
+            }
+        }
+        stack.pop()?
+    } else if message.starts_with("unexpected end of input") {
+        query.trim_end().len()
+    } else if let Some(name) = message
+        .strip_prefix("unknown function with name '")
+        .and_then(|r| r.strip_suffix('\''))
+    {
+        query.find(&format!("{name}("))?
+    } else {
+        return None;
+    };
+    let before = &query[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Some((line, col))
 }
 
 fn context(limits: &Limits, start: i64, end: i64, timeout: Option<Duration>) -> eval::Context {
@@ -112,6 +174,7 @@ fn context(limits: &Limits, start: i64, end: i64, timeout: Option<Duration>) -> 
         default_step_ms: limits.default_subquery_step.as_millis() as i64,
         deadline: Instant::now() + timeout,
         max_samples: limits.max_samples,
+        max_series: limits.max_series,
     }
 }
 
@@ -126,6 +189,7 @@ pub fn instant<S: Source + ?Sized>(
     let expr = parse(query)?;
     let ctx = context(limits, time, time, timeout);
     let ev = eval::Evaluator::new(&ctx, source, &expr, time, time)?;
+    ev.deadline()?;
     let value = ev.eval(&expr, time)?;
     // A selector's samples carry their own times; results carry the query's.
     Ok(match value {
@@ -162,6 +226,7 @@ pub fn range<S: Source + ?Sized>(
     let expr = parse(query)?;
     let ctx = context(limits, start, end, timeout);
     let ev = eval::Evaluator::new(&ctx, source, &expr, start, end)?;
+    ev.deadline()?;
     if let Expr::VectorSelector(vs) = eval::unwrap_parens(&expr) {
         // The commonest panel: a plain selector, done series by series.
         let series = ev.instant_steps(vs, start, end, step);
@@ -189,4 +254,82 @@ pub fn range<S: Source + ?Sized>(
         t += step;
     }
     functions::collect_steps(steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::disk::DiskStore;
+    use crate::storage::StampedBatch;
+    use patrol_shared::model::Family;
+
+    #[test]
+    fn queries_over_their_limits_are_refused_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        for seq in 0..10 {
+            let mut f = Family::gauge("temp", "");
+            for sensor in ["a", "b", "c"] {
+                f.push(&[("sensor", sensor)], seq as f64);
+            }
+            store
+                .append(StampedBatch {
+                    host: "h".into(),
+                    stream_id: 1,
+                    seq: seq + 1,
+                    sets: vec![(seq as i64 * 10_000, vec![f])],
+                })
+                .unwrap();
+        }
+        let limits = Limits::default();
+        assert!(range(&store, &limits, "temp", 0, 90_000, 10_000, None).is_ok());
+        let few_series = Limits {
+            max_series: 2,
+            ..Limits::default()
+        };
+        let err = instant(&store, &few_series, "temp", 90_000, None).unwrap_err();
+        assert!(matches!(err, QueryError::TooManySeries(2)), "{err}");
+        assert!(instant(&store, &few_series, "temp{sensor=\"a\"}", 90_000, None).is_ok());
+        let few_samples = Limits {
+            max_samples: 20,
+            ..Limits::default()
+        };
+        let err = range(&store, &few_samples, "temp", 0, 90_000, 10_000, None).unwrap_err();
+        assert!(err.to_string().contains("too many samples"), "{err}");
+        assert_eq!(err.error_type(), "execution");
+        let err = range(
+            &store,
+            &limits,
+            "temp",
+            0,
+            90_000,
+            10_000,
+            Some(Duration::ZERO),
+        )
+        .unwrap_err();
+        assert!(matches!(err, QueryError::Timeout), "{err}");
+        assert_eq!(err.error_type(), "timeout");
+    }
+
+    #[test]
+    fn parse_errors_say_where() {
+        let err = |q: &str| parse(q).unwrap_err().to_string();
+        assert!(
+            err("sum(rate(x[5m])").contains("1:4: parse error: unclosed left parenthesis"),
+            "{}",
+            err("sum(rate(x[5m])")
+        );
+        assert!(
+            err("x{a=\"b\"").contains("1:8: parse error"),
+            "{}",
+            err("x{a=\"b\"")
+        );
+        assert!(
+            err("1 +\n nosuch(x)").contains("2:2: parse error: unknown function"),
+            "{}",
+            err("1 +\n nosuch(x)")
+        );
+        assert!(err("x +").contains("parse error"));
+        assert!(err("rate(x)").contains("expected type matrix"));
+    }
 }
