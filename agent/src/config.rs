@@ -9,6 +9,9 @@ use patrol_shared::config::{self as cfg, ConfigError};
 use patrol_shared::tls::TlsFiles;
 use serde::{Deserialize, Serialize};
 
+use crate::baseline::schedule::BaselineSection;
+use crate::checks::CheckConfig;
+use crate::fim::FimConfig;
 use crate::host::HostConfig;
 
 /// The whole agent config.
@@ -32,6 +35,15 @@ pub struct AgentConfig {
     pub spool: SpoolConfig,
     #[serde(default)]
     pub host: HostConfig,
+    /// `[[checks]]`: service checks, each on its own interval.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckConfig>,
+    /// `[baseline]`: the security-baseline inspection's schedule and settings.
+    #[serde(default)]
+    pub baseline: BaselineSection,
+    /// `[fim]`: file integrity monitoring.
+    #[serde(default)]
+    pub fim: FimConfig,
 }
 
 fn default_interval() -> Duration {
@@ -96,7 +108,11 @@ impl AgentConfig {
     /// Reads, resolves relative paths against the file's folder, validates.
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
         let mut config: AgentConfig = cfg::load_toml(path)?;
-        config.tls.resolve(path.parent().unwrap_or(Path::new(".")));
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.tls.resolve(base);
+        for check in &mut config.checks {
+            check.resolve(base);
+        }
         let problems = config.problems();
         if !problems.is_empty() {
             return Err(ConfigError::Invalid {
@@ -163,6 +179,9 @@ impl AgentConfig {
             }
         }
         p.extend(self.host.validate());
+        p.extend(crate::checks::validate(&self.checks));
+        p.extend(self.baseline.validate());
+        p.extend(self.fim.validate());
         p
     }
 
@@ -187,6 +206,9 @@ impl AgentConfig {
             },
             spool: SpoolConfig::default(),
             host: HostConfig::default(),
+            checks: Vec::new(),
+            baseline: BaselineSection::default(),
+            fim: FimConfig::default(),
         }
     }
 }
@@ -208,6 +230,8 @@ mod tests {
 
     fn load(text: &str) -> Result<AgentConfig, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
+        let ca = patrol_shared::pki::Ca::generate(Duration::from_secs(3600)).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.cert_pem()).unwrap();
         let path = dir.path().join("agent.toml");
         std::fs::write(&path, text).unwrap();
         AgentConfig::load(&path)
@@ -253,6 +277,68 @@ mod tests {
             .to_string();
         assert!(err.contains(":8:1"), "{err}");
         assert!(err.contains("max_batches"), "{err}");
+    }
+
+    #[test]
+    fn checks_baseline_and_fim_sections_load_with_defaults() {
+        let c = load(&format!(
+            "{MINIMAL}\n[[checks]]\nname = \"pg\"\ninterval = \"30s\"\ntcp = {{ address = \"127.0.0.1:5432\" }}\n\n[[checks]]\nname = \"web\"\nhttp.url = \"https://training.example/\"\nhttp.ca_file = \"ca.pem\"\n\n[baseline]\ndatabase = true\ninterval = \"12h\"\n\n[fim]\npaths = [{{ path = \"/etc/passwd\" }}, {{ path = \"/etc/cron.d\", recursive = true }}]\n"
+        ))
+        .unwrap();
+        assert_eq!(c.checks.len(), 2);
+        assert_eq!(c.checks[0].interval, Duration::from_secs(30));
+        assert_eq!(c.checks[1].timeout, Duration::from_secs(10));
+        let ca = c.checks[1].http.as_ref().unwrap().ca_file.as_ref().unwrap();
+        assert!(ca.is_absolute(), "{}", ca.display());
+        assert!(c.baseline.enabled && c.baseline.database);
+        assert_eq!(c.baseline.interval, Duration::from_secs(12 * 3600));
+        assert_eq!(c.baseline.root, Path::new("/"));
+        assert_eq!(c.fim.paths.len(), 2);
+        assert!(c.fim.paths[1].recursive);
+    }
+
+    #[test]
+    fn a_mistake_in_a_later_check_names_its_own_line() {
+        let text = format!(
+            "{MINIMAL}[[checks]]\nname = \"a\"\ntcp.address = \"127.0.0.1:1\"\n\n[[checks]]\nname = \"b\"\nhttp = {{ url = \"http://x/\", body_regex = \"ok\", colour = 1 }}\n"
+        );
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("agent.toml:13:"), "{err}");
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn check_problems_name_their_keys() {
+        let text = format!(
+            "{MINIMAL}[[checks]]\nname = \"a\"\n\n[[checks]]\nname = \"a\"\nprocess.pattern = \"(\"\n\n[baseline]\nroot = \"relative\"\n"
+        );
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("checks[0]: give exactly one of"), "{err}");
+        assert!(err.contains("checks[1].process.pattern"), "{err}");
+        assert!(err.contains("checks[1].name"), "{err}");
+        assert!(err.contains("baseline.root"), "{err}");
+    }
+
+    #[test]
+    fn the_example_config_writes_and_reads_back() {
+        let mut c = AgentConfig::example(Path::new("/pki"), "db", "127.0.0.1:9471");
+        c.checks = vec![
+            CheckConfig {
+                tcp: Some(crate::checks::TcpCheck {
+                    address: "127.0.0.1:3306".into(),
+                }),
+                ..CheckConfig::new("mysql")
+            },
+            CheckConfig {
+                http: Some(crate::checks::HttpCheck::new("https://training.example/")),
+                ..CheckConfig::new("site")
+            },
+        ];
+        let text = toml::to_string(&c).unwrap();
+        let back: AgentConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back.checks, c.checks, "{text}");
+        assert_eq!(back.baseline, c.baseline);
+        assert_eq!(back.fim, c.fim);
     }
 
     #[test]

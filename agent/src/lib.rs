@@ -2,27 +2,42 @@
 //! each cycle as a numbered batch ([`spool`]) and streams the batches to the
 //! collector over mutual TLS ([`link`]), which acknowledges each once stored.
 //!
+//! Beside the host metrics, each on its own schedule: service checks
+//! ([`checks`]), the daily security-baseline inspection ([`baseline`]) and
+//! file integrity monitoring ([`fim`]). Their latest figures join every
+//! cycle's sample set; what they have to tell at once (a check changing
+//! state, a file changed, an inspection record) goes to the spool as soon
+//! as it happens, through a bounded queue (the outbox).
+//!
 //! [`run`] is the whole agent; the `patrol-agent` binary and `patrol up`
 //! call it with a config and a cancellation token.
 
 pub mod baseline;
+pub mod checks;
 pub mod cli;
 pub mod config;
+pub mod fim;
 pub mod host;
 pub mod link;
+mod outbox;
 pub mod spool;
 pub mod telemetry;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use patrol_shared::model::{now_ms, SampleSet};
+use patrol_shared::inspection::Inspection;
+use patrol_shared::model::{now_ms, AgentEvent, Family, SampleSet};
 use patrol_shared::protocol::{Entry, Hello, PROTOCOL_VERSION};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use config::AgentConfig;
 
+use crate::baseline::schedule::Inspector;
+use crate::checks::CheckSet;
+use crate::fim::FileIntegrity;
 use crate::host::HostMetrics;
 use crate::link::{Link, LinkCounters};
 use crate::spool::Spool;
@@ -41,19 +56,88 @@ pub async fn run(config: AgentConfig, cancel: CancellationToken) -> Result<(), A
     let tls = patrol_shared::tls::client_config(&config.tls)?;
     let spool = Arc::new(Spool::new(config.spool.max_bytes));
     let counters = Arc::new(LinkCounters::default());
+    let hello = hello(&config, spool.stream_id());
+    let host_name = hello.hostname.clone();
     let link = Link {
         config: config.collector.clone(),
         tls,
         spool: spool.clone(),
-        hello: hello(&config, spool.stream_id()),
+        hello,
         counters: counters.clone(),
     };
     info!(interval = ?config.interval, collectors = ?config.collector.addresses, "agent starting");
     let link_task = tokio::spawn(link.run(cancel.clone()));
-    collect_loop(&config, &spool, &counters, &cancel).await;
+    let (events_tx, events) = mpsc::channel(outbox::EVENT_QUEUE);
+    let (inspections_tx, inspections) = mpsc::channel(outbox::INSPECTION_QUEUE);
+    tokio::spawn(outbox::run(
+        spool.clone(),
+        events,
+        inspections,
+        cancel.clone(),
+    ));
+    let monitors = Monitors::start(&config, host_name, events_tx, inspections_tx, &cancel);
+    collect_loop(&config, &spool, &counters, &monitors, &cancel).await;
     let _ = link_task.await;
     info!("agent stopped");
     Ok(())
+}
+
+/// What the agent watches besides host metrics, each on its own schedule;
+/// their latest figures join every sample set.
+struct Monitors {
+    checks: CheckSet,
+    baseline: Option<Inspector>,
+    fim: Option<FileIntegrity>,
+}
+
+impl Monitors {
+    fn start(
+        config: &AgentConfig,
+        host_name: String,
+        events: mpsc::Sender<AgentEvent>,
+        inspections: mpsc::Sender<Inspection>,
+        cancel: &CancellationToken,
+    ) -> Monitors {
+        let mut checks = Vec::new();
+        for (i, c) in config.checks.iter().enumerate() {
+            // A loaded config has been validated; one built in code may
+            // not have been.
+            match c.compile(&format!("checks[{i}]")) {
+                Ok(check) => checks.push(check),
+                Err(problems) => warn!(check = %c.name, ?problems, "check not started"),
+            }
+        }
+        let env = checks::Env::host(&config.host.proc_path);
+        let checks = CheckSet::start(checks, env, events.clone(), cancel);
+        let fim = if config.fim.enabled {
+            FileIntegrity::start(&config.fim, events, cancel.clone())
+                .map_err(|e| warn!(error = %e, "file integrity monitoring not started"))
+                .ok()
+        } else {
+            None
+        };
+        let baseline = config.baseline.enabled.then(|| {
+            let mut section = config.baseline.clone();
+            section.file_integrity_watch |= fim.is_some() && !config.fim.paths.is_empty();
+            Inspector::start(&section, host_name, inspections, cancel.clone())
+        });
+        Monitors {
+            checks,
+            baseline,
+            fim,
+        }
+    }
+
+    fn families(&self) -> Vec<Family> {
+        let mut families = self.checks.families();
+        if let Some(b) = &self.baseline {
+            families.extend(b.families());
+        }
+        if let Some(f) = &self.fim {
+            families.extend(f.families());
+        }
+        families
+    }
 }
 
 /// Sample times from the ticker's schedule rather than from when the task
@@ -84,11 +168,13 @@ impl TickClock {
     }
 }
 
-/// Every `interval`: measure the host, add the agent's own metrics, queue.
+/// Every `interval`: measure the host, add the monitors' latest figures
+/// and the agent's own metrics, queue.
 async fn collect_loop(
     config: &AgentConfig,
     spool: &Spool,
     counters: &LinkCounters,
+    monitors: &Monitors,
     cancel: &CancellationToken,
 ) {
     let mut host = Some(HostMetrics::new(config.host.clone()));
@@ -121,6 +207,7 @@ async fn collect_loop(
         };
         host = Some(metrics);
         let mut families = cycle.families;
+        families.extend(monitors.families());
         let series = families.iter().map(|f| f.series.len()).sum();
         families.extend(own.families(&CycleFacts {
             reports: &cycle.reports,

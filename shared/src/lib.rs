@@ -1,12 +1,14 @@
 //! What agent and collector must agree on: the data model
-//! ([`model`]), the protocol messages ([`protocol`]), how they are framed on
-//! the wire ([`codec`]), TLS set-up ([`tls`]) and, with the `pki` feature,
+//! ([`model`]), the security-baseline inspection record ([`inspection`]),
+//! the protocol messages ([`protocol`]), how they are framed on the wire
+//! ([`codec`]), TLS set-up ([`tls`]) and, with the `pki` feature,
 //! the fleet's certificate authority ([`pki`]). What both binaries do the
 //! same way lives here too: reading config files ([`config`]), logging
 //! ([`logging`]) and waiting for Ctrl-C or SIGTERM ([`signal`]).
 
 pub mod codec;
 pub mod config;
+pub mod inspection;
 pub mod logging;
 pub mod model;
 #[cfg(feature = "pki")]

@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::inspection::Inspection;
 use crate::model::{AgentEvent, Label, SampleSet};
 
 /// The protocol version this build speaks.
@@ -71,10 +72,61 @@ pub struct Batch {
     pub entries: Vec<Entry>,
 }
 
-/// One thing in a batch. Later kinds (check results, inspection reports,
-/// file-integrity events) are appended here.
+/// One thing in a batch. Later kinds are appended here, never inserted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Entry {
     Samples(SampleSet),
+    /// Something that happened on the agent; file-integrity changes and
+    /// service checks changing state come this way too.
     Event(AgentEvent),
+    /// One security-baseline inspection, whole.
+    Inspection(Inspection),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspection::Summary;
+
+    fn inspection() -> Inspection {
+        Inspection {
+            host: "db".into(),
+            root: "/".into(),
+            time_ms: 1_748_736_000_000,
+            agent_version: "0.1.0".into(),
+            score: None,
+            summary: Summary::default(),
+            results: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn entry_variants_keep_their_positions() {
+        // bincode writes the variant index first: an older collector reads
+        // samples and events exactly as before.
+        let index = |e: Entry| crate::codec::encode_frame(&e).unwrap()[4];
+        let samples = SampleSet {
+            timestamp_ms: 0,
+            families: Vec::new(),
+        };
+        let event = AgentEvent {
+            timestamp_ms: 0,
+            kind: "file_integrity".into(),
+            message: "/etc/passwd modified".into(),
+        };
+        assert_eq!(index(Entry::Samples(samples)), 0);
+        assert_eq!(index(Entry::Event(event)), 1);
+        assert_eq!(index(Entry::Inspection(inspection())), 2);
+    }
+
+    #[test]
+    fn a_batch_with_an_inspection_round_trips() {
+        let msg = AgentMessage::Batch(Batch {
+            seq: 7,
+            entries: vec![Entry::Inspection(inspection())],
+        });
+        let frame = crate::codec::encode_frame(&msg).unwrap();
+        let back: AgentMessage = crate::codec::decode_payload(&frame[4..]).unwrap();
+        assert_eq!(back, msg);
+    }
 }

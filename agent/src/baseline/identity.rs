@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use super::accounts::User;
 use super::login_defs::line_number;
 use super::password;
-use super::report::civil_date;
 use super::{BaselineError, Check, Context, Evidence, Outcome, Severity};
+use patrol_shared::inspection::civil_date;
 
 pub(super) const CHECKS: &[Check] = &[
     Check {

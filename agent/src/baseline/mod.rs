@@ -16,7 +16,8 @@
 //! function from a `Context` (the tree plus parsed files, each parsed
 //! once per run) to an `Outcome`; [`run`] calls them all in catalogue
 //! order and weighs the results into a score. Nothing here writes, runs a
-//! command, or uses the clock: the caller passes the time.
+//! command, or uses the clock: the caller passes the time. The agent's
+//! schedule (`[baseline]`, the inspection's metrics) is in [`schedule`].
 
 mod access;
 mod accounts;
@@ -35,8 +36,8 @@ mod pam;
 mod password;
 mod patch;
 mod procfs;
-mod report;
 mod resource;
+pub mod schedule;
 mod services;
 mod ssh;
 mod sshd_config;
@@ -44,10 +45,15 @@ mod sudoers;
 mod systemd;
 mod tree;
 
-use std::fmt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+
+// The inspection record lives in patrol-shared, which the collector reads
+// too; re-exported so that callers keep naming it `baseline::Inspection`.
+pub use patrol_shared::inspection::{
+    score, Category, CheckResult, Evidence, Inspection, Severity, Summary, Verdict,
+};
 
 pub(crate) use self::context::Context;
 use self::tree::Tree;
@@ -84,213 +90,6 @@ impl Default for BaselineConfig {
             file_integrity_watch: false,
         }
     }
-}
-
-/// The MLPS host-control family a check belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Category {
-    Identity,
-    Ssh,
-    Access,
-    Audit,
-    Intrusion,
-    Firewall,
-    Malware,
-    Resource,
-}
-
-impl Category {
-    /// The heading used in reports.
-    pub fn title(self) -> &'static str {
-        match self {
-            Category::Identity => "Identity (身份鉴别)",
-            Category::Ssh => "Remote login (SSH)",
-            Category::Access => "Access control (访问控制)",
-            Category::Audit => "Audit (安全审计)",
-            Category::Intrusion => "Intrusion prevention (入侵防范)",
-            Category::Firewall => "Firewall",
-            Category::Malware => "Malware prevention (恶意代码防范)",
-            Category::Resource => "Resource control (资源控制)",
-        }
-    }
-}
-
-/// How much a check weighs in the score.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    High,
-    Medium,
-    Low,
-}
-
-impl Severity {
-    /// high 3, medium 2, low 1.
-    pub fn weight(self) -> u32 {
-        match self {
-            Severity::High => 3,
-            Severity::Medium => 2,
-            Severity::Low => 1,
-        }
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            Severity::High => "high",
-            Severity::Medium => "medium",
-            Severity::Low => "low",
-        }
-    }
-}
-
-/// A check's answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Pass,
-    Fail,
-    /// The check does not apply to this host; `reason` says why.
-    NotApplicable,
-    /// The check could not be evaluated; `reason` says what went wrong.
-    Error,
-}
-
-/// One thing a check saw: a value, and where it was when it came from a file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Evidence {
-    /// The file as the inspected host names it (`/etc/login.defs`).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub file: Option<String>,
-    /// 1-based line number in `file`.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub line: Option<u32>,
-    pub text: String,
-}
-
-impl Evidence {
-    /// A value with no file behind it.
-    pub(crate) fn note(text: impl Into<String>) -> Self {
-        Evidence {
-            file: None,
-            line: None,
-            text: text.into(),
-        }
-    }
-
-    /// A value seen in a file, as a whole.
-    pub(crate) fn file(file: impl Into<String>, text: impl Into<String>) -> Self {
-        Evidence {
-            file: Some(file.into()),
-            line: None,
-            text: text.into(),
-        }
-    }
-
-    /// A value seen on one line of a file.
-    pub(crate) fn at(file: impl Into<String>, line: u32, text: impl Into<String>) -> Self {
-        Evidence {
-            file: Some(file.into()),
-            line: Some(line),
-            text: text.into(),
-        }
-    }
-}
-
-impl fmt::Display for Evidence {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.file, self.line) {
-            (Some(file), Some(line)) => write!(f, "{file}:{line}: {}", self.text),
-            (Some(file), None) => write!(f, "{file}: {}", self.text),
-            _ => f.write_str(&self.text),
-        }
-    }
-}
-
-/// One check's result in an inspection.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CheckResult {
-    pub id: String,
-    pub title: String,
-    pub category: Category,
-    pub severity: Severity,
-    pub verdict: Verdict,
-    pub evidence: Vec<Evidence>,
-    /// Why the check is not applicable or could not be evaluated.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub reason: Option<String>,
-    pub remediation: String,
-}
-
-/// How many checks ended in each verdict.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Summary {
-    pub pass: usize,
-    pub fail: usize,
-    pub not_applicable: usize,
-    pub error: usize,
-}
-
-/// One inspection record: a host, when, by which agent, every result and
-/// the weighted score.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Inspection {
-    pub host: String,
-    /// The directory the host's files were read from (`/` on a live host).
-    pub root: String,
-    /// When the inspection ran, in Unix milliseconds (given by the caller).
-    pub time_ms: i64,
-    pub agent_version: String,
-    /// Weight of passed checks over weight of applicable (pass or fail)
-    /// checks, in percent with one decimal; none when nothing applies.
-    pub score: Option<f64>,
-    pub summary: Summary,
-    pub results: Vec<CheckResult>,
-}
-
-impl Inspection {
-    /// Some check failed.
-    pub fn has_failures(&self) -> bool {
-        self.summary.fail > 0
-    }
-
-    /// Some check could not be evaluated.
-    pub fn has_errors(&self) -> bool {
-        self.summary.error > 0
-    }
-
-    /// The result of one check, by id.
-    pub fn result(&self, id: &str) -> Option<&CheckResult> {
-        self.results.iter().find(|r| r.id == id)
-    }
-
-    /// The human report: score, then each category with its failures first.
-    pub fn to_text(&self) -> String {
-        report::render(self)
-    }
-
-    /// The stable machine form: every field of every result.
-    pub fn to_json(&self) -> Result<String, serde_json::Error> {
-        serde_json::to_string_pretty(self)
-    }
-}
-
-/// The weighted score, in percent rounded to one decimal.
-pub fn score(results: &[CheckResult]) -> Option<f64> {
-    let weight = |v: Verdict| -> u32 {
-        results
-            .iter()
-            .filter(|r| r.verdict == v)
-            .map(|r| r.severity.weight())
-            .sum()
-    };
-    let passed = weight(Verdict::Pass);
-    let applicable = passed + weight(Verdict::Fail);
-    if applicable == 0 {
-        return None;
-    }
-    let percent = f64::from(passed) * 100.0 / f64::from(applicable);
-    Some((percent * 10.0).round() / 10.0)
 }
 
 /// Why the baseline could not run at all, or a file could not be read.

@@ -157,7 +157,7 @@ fn locate(query: &str, message: &str) -> Option<(usize, usize)> {
     {
         query.find(&format!("{name}("))?
     } else {
-        return None;
+        first_bad_token(query)?
     };
     let before = &query[..offset];
     let line = before.matches('\n').count() + 1;
@@ -256,6 +256,63 @@ pub fn range<S: Source + ?Sized>(
     functions::collect_steps(steps)
 }
 
+/// For errors the parser does not place: the start of the first token
+/// after which the query can no longer be completed. A prefix counts as
+/// completable when it parses, when the parser says the input ended early,
+/// or when one of a few endings makes it parse.
+fn first_bad_token(query: &str) -> Option<usize> {
+    const ENDINGS: [&str; 8] = [" 0", " x", ")", "}", "]", " 0)", "\")", "\"}"];
+    if query.len() > 2000 {
+        return None;
+    }
+    let completable = |prefix: &str| match parser::parse(prefix) {
+        Ok(_) => true,
+        Err(e) if e.starts_with("unexpected end") || e.starts_with("unclosed") => true,
+        Err(_) => ENDINGS
+            .iter()
+            .any(|end| parser::parse(&format!("{prefix}{end}")).is_ok()),
+    };
+    token_ends(query)
+        .into_iter()
+        .find(|&(_, end)| !completable(&query[..end]))
+        .map(|(start, _)| start)
+}
+
+/// (start, end) of each token: a run of name or number characters, a
+/// quoted string, a two-character operator, or one other character.
+fn token_ends(query: &str) -> Vec<(usize, usize)> {
+    let chars: Vec<(usize, char)> = query.char_indices().collect();
+    let end_of = |i: usize| chars.get(i).map_or(query.len(), |(at, _)| *at);
+    let word = |c: char| c.is_alphanumeric() || matches!(c, '_' | ':' | '.');
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let (start, c) = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+            continue;
+        }
+        let mut j = i + 1;
+        if word(c) {
+            while j < chars.len() && word(chars[j].1) {
+                j += 1;
+            }
+        } else if matches!(c, '"' | '\'' | '`') {
+            while j < chars.len() && chars[j].1 != c {
+                j += if chars[j].1 == '\\' { 2 } else { 1 };
+            }
+            j = (j + 1).min(chars.len());
+        } else if let Some(&(_, next)) = chars.get(j) {
+            if matches!((c, next), ('=' | '!' | '>' | '<', '=') | ('=' | '!', '~')) {
+                j += 1;
+            }
+        }
+        out.push((start, end_of(j)));
+        i = j;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,7 +386,21 @@ mod tests {
             "{}",
             err("1 +\n nosuch(x)")
         );
-        assert!(err("x +").contains("parse error"));
+        assert!(
+            err("1 +* 2").contains("1:4: parse error"),
+            "{}",
+            err("1 +* 2")
+        );
+        assert!(
+            err("foo{a=}").contains("1:7: parse error"),
+            "{}",
+            err("foo{a=}")
+        );
+        assert!(
+            err("up == == 1").contains("1:7: parse error"),
+            "{}",
+            err("up == == 1")
+        );
         assert!(err("rate(x)").contains("expected type matrix"));
     }
 }

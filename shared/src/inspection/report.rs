@@ -62,7 +62,7 @@ fn line(out: &mut String, r: &CheckResult) {
                 "  FAIL   {:<10} {} [{}]",
                 r.id,
                 r.title,
-                r.severity.label()
+                r.severity.as_str()
             );
             for e in &r.evidence {
                 let _ = writeln!(out, "{INDENT}evidence: {e}");
@@ -75,7 +75,7 @@ fn line(out: &mut String, r: &CheckResult) {
                 "  ERROR  {:<10} {} [{}]",
                 r.id,
                 r.title,
-                r.severity.label()
+                r.severity.as_str()
             );
             let _ = writeln!(
                 out,
@@ -105,7 +105,7 @@ fn line(out: &mut String, r: &CheckResult) {
 
 /// `YYYY-MM-DD` of a day count since 1970-01-01 (proleptic Gregorian,
 /// Howard Hinnant's `civil_from_days`).
-pub(crate) fn civil_date(days: i64) -> String {
+pub fn civil_date(days: i64) -> String {
     let (y, m, d) = civil_from_days(days);
     format!("{y:04}-{m:02}-{d:02}")
 }
@@ -126,7 +126,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` of Unix milliseconds.
-pub(crate) fn civil_time(ms: i64) -> String {
+pub fn civil_time(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let of_day = secs.rem_euclid(86_400);
     format!(
