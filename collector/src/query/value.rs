@@ -93,20 +93,6 @@ impl LabelCache {
     }
 }
 
-/// The label set without `__name__`.
-pub fn without_name(labels: &Labels) -> Labels {
-    if labels.iter().any(|(n, _)| n == METRIC_NAME) {
-        Arc::new(
-            labels
-                .iter()
-                .filter(|(n, _)| n != METRIC_NAME)
-                .cloned()
-                .collect(),
-        )
-    } else {
-        labels.clone()
-    }
-}
 
 /// Sets (or, with an empty value, removes) a label, keeping the set sorted.
 pub fn set(labels: &mut Vec<(String, String)>, name: &str, value: &str) {
