@@ -10,6 +10,7 @@ pub mod http;
 pub mod ingest;
 mod listener;
 pub mod query;
+pub mod rules;
 pub mod storage;
 pub mod telemetry;
 pub mod textformat;

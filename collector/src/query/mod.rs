@@ -104,6 +104,40 @@ impl Default for Limits {
     }
 }
 
+/// A Prometheus duration (`1m30s`, `2h`, `500ms`, `1d`, `1w`, `1y`) in ms;
+/// None if malformed or too large.
+pub fn duration_ms(s: &str) -> Option<i64> {
+    let mut total: i64 = 0;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        if digits == 0 {
+            return None;
+        }
+        let n: i64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let ms = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            "y" => 365 * 86_400_000,
+            _ => return None,
+        };
+        total = n.checked_mul(ms).and_then(|v| total.checked_add(v))?;
+        rest = &rest[unit_len..];
+    }
+    Some(total)
+}
+
 /// Parses a query; an error says where, as `line:column:`, when the
 /// parser's message lets us find the place.
 pub fn parse(query: &str) -> Result<Expr, QueryError> {
