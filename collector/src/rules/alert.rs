@@ -61,6 +61,16 @@ pub struct AlertSet {
     pub alerts: BTreeMap<Vec<(String, String)>, Alert>,
 }
 
+/// Label names to values, sorted.
+pub type LabelMap = BTreeMap<String, String>;
+
+/// An alert's labels and annotations, and its value.
+struct Raised {
+    labels: LabelMap,
+    annotations: LabelMap,
+    value: f64,
+}
+
 /// The labels and annotations of the alert a result raises.
 fn alert_for(
     rule: &Rule,
@@ -68,7 +78,7 @@ fn alert_for(
     annotations: &BTreeMap<String, String>,
     sample: &Sample,
     external: &BTreeMap<String, String>,
-) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), String> {
+) -> Result<(LabelMap, LabelMap), String> {
     let mut labels: BTreeMap<String, String> = sample
         .labels
         .iter()
@@ -120,21 +130,28 @@ impl AlertSet {
         else {
             return Err("not an alerting rule".into());
         };
-        let mut seen: BTreeMap<
-            Vec<(String, String)>,
-            (BTreeMap<String, String>, BTreeMap<String, String>, f64),
-        > = BTreeMap::new();
+        let mut seen: BTreeMap<Vec<(String, String)>, Raised> = BTreeMap::new();
         for sample in results {
             let (labels, annotations) = alert_for(rule, name, annotations, sample, external)?;
             let key: Vec<(String, String)> = labels.clone().into_iter().collect();
-            if seen.insert(key, (labels, annotations, sample.v)).is_some() {
+            let raised = Raised {
+                labels,
+                annotations,
+                value: sample.v,
+            };
+            if seen.insert(key, raised).is_some() {
                 return Err(
                     "vector contains metrics with the same labelset after applying alert labels"
                         .into(),
                 );
             }
         }
-        for (key, (labels, annotations, value)) in &seen {
+        for (key, raised) in &seen {
+            let Raised {
+                labels,
+                annotations,
+                value,
+            } = raised;
             match self.alerts.get_mut(key) {
                 Some(a) if a.state != State::Inactive => {
                     a.value = *value;
