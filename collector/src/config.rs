@@ -24,6 +24,45 @@ pub struct CollectorConfig {
     pub storage: StorageConfig,
     #[serde(default)]
     pub query: QueryConfig,
+    #[serde(default)]
+    pub rules: RulesConfig,
+}
+
+/// `[rules]`: alerting and recording rules.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Prometheus rule files (relative to the config file's folder).
+    pub files: Vec<PathBuf>,
+    /// Run the rules shipped with Patrol (`rules/` in the source).
+    pub defaults: bool,
+    /// How often groups that name no interval are evaluated.
+    #[serde(with = "cfg::duration")]
+    pub evaluation_interval: Duration,
+    /// Labels templates can read as `$externalLabels`.
+    pub external_labels: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            files: Vec::new(),
+            defaults: true,
+            evaluation_interval: Duration::from_secs(60),
+            external_labels: Default::default(),
+        }
+    }
+}
+
+impl RulesConfig {
+    pub fn settings(&self) -> crate::rules::manager::Settings {
+        crate::rules::manager::Settings {
+            files: self.files.clone(),
+            defaults: self.defaults,
+            interval: self.evaluation_interval,
+            external_labels: self.external_labels.clone(),
+        }
+    }
 }
 
 /// `[query]`: limits of PromQL evaluation.
@@ -160,6 +199,11 @@ impl CollectorConfig {
                 }
             }
         }
+        for file in &mut config.rules.files {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
+        }
         if config.storage.path.is_relative() {
             config.storage.path = base.join(&config.storage.path);
         }
@@ -209,6 +253,16 @@ impl CollectorConfig {
                 ));
             }
         }
+        if self.rules.evaluation_interval < Duration::from_secs(1) {
+            problems.push("rules.evaluation_interval: at least 1s".into());
+        }
+        for name in self.rules.external_labels.keys() {
+            if !crate::query::aggregate::valid_label_name(name) {
+                problems.push(format!(
+                    "rules.external_labels: {name:?} is not a valid label name"
+                ));
+            }
+        }
         if self.query.timeout.is_zero() {
             problems.push("query.timeout: must be over 0".into());
         }
@@ -254,6 +308,7 @@ impl CollectorConfig {
             },
             http: HttpConfig::default(),
             query: QueryConfig::default(),
+            rules: RulesConfig::default(),
             storage: StorageConfig {
                 path: data_dir.to_owned(),
                 ..StorageConfig::default()

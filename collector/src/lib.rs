@@ -31,6 +31,8 @@ pub enum StartError {
     Tls(#[from] patrol_shared::tls::TlsError),
     #[error(transparent)]
     Storage(#[from] storage::StoreError),
+    #[error("rules: {0}")]
+    Rules(#[from] rules::file::RuleError),
     #[error("cannot listen on {addr} ({what}): {error}")]
     Bind {
         addr: SocketAddr,
@@ -59,6 +61,7 @@ pub async fn start(
     cancel: CancellationToken,
 ) -> Result<Running, StartError> {
     let server_tls = patrol_shared::tls::server_config(&config.tls)?;
+    let rules = Arc::new(rules::manager::Manager::load(config.rules.settings())?);
     let path = config.storage.path.clone();
     let disk = tokio::task::spawn_blocking(move || storage::recovering::Storage::open(&path))
         .await
@@ -78,7 +81,14 @@ pub async fn start(
         store: store.clone(),
         telemetry: telemetry.clone(),
     });
+    let rules_task = rules::manager::run(
+        rules.clone(),
+        store.clone(),
+        config.query.limits(),
+        cancel.clone(),
+    );
     let http_state = Arc::new(http::HttpState {
+        rules,
         store,
         telemetry,
         limits: config.query.limits(),
@@ -94,6 +104,7 @@ pub async fn start(
     let mut tasks = JoinSet::new();
     tasks.spawn(ingest::serve(ingest_listener, ingest_ctx, cancel.clone()));
     tasks.spawn(http::serve(http_listener, http_state, cancel.clone()));
+    tasks.spawn(rules_task);
     tasks.spawn(storage::maintenance::run(
         disk,
         config.storage.retention,

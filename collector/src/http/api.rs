@@ -255,6 +255,7 @@ fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, QueryError> {
 /// there is no such route.
 pub fn answer(
     store: &Arc<dyn Store>,
+    rules: &crate::rules::manager::Manager,
     limits: &Limits,
     route: &str,
     params: &Params,
@@ -274,8 +275,8 @@ pub fn answer(
             "buildDate": "",
             "goVersion": "",
         }))),
-        "rules" => Ok(Data::Json(json!({"groups": []}))),
-        "alerts" => Ok(Data::Json(json!({"alerts": []}))),
+        "rules" => Ok(Data::Json(rules.rules_json(params.get("type")))),
+        "alerts" => Ok(Data::Json(rules.alerts_json())),
         "query_exemplars" => Ok(Data::Json(json!([]))),
         "status/flags" => Ok(Data::Json(json!({}))),
         _ => match route

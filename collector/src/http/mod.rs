@@ -31,6 +31,7 @@ const MAX_BODY: usize = 1 << 20;
 
 /// What the handlers read.
 pub struct HttpState {
+    pub rules: Arc<crate::rules::manager::Manager>,
     pub store: Arc<dyn Store>,
     pub telemetry: Arc<Telemetry>,
     pub limits: crate::query::Limits,
@@ -194,7 +195,7 @@ async fn api(
     let answer = tokio::task::spawn_blocking(move || {
         let params = api::Params::parse(query.as_deref(), form.as_deref());
         let now = patrol_shared::model::now_ms();
-        api::answer(&state.store, &state.limits, &route, &params, now)
+        api::answer(&state.store, &state.rules, &state.limits, &route, &params, now)
     })
     .await;
     match answer {

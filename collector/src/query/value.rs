@@ -93,7 +93,6 @@ impl LabelCache {
     }
 }
 
-
 /// Sets (or, with an empty value, removes) a label, keeping the set sorted.
 pub fn set(labels: &mut Vec<(String, String)>, name: &str, value: &str) {
     match labels.binary_search_by(|(n, _)| n.as_str().cmp(name)) {

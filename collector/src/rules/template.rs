@@ -381,7 +381,7 @@ fn trim_zeros(s: &str) -> &str {
 }
 
 /// Rust's `1.5e6` as Go's `1.5e+06`.
-fn go_exp(s: &str) -> String {
+pub fn go_exp(s: &str) -> String {
     let Some((m, e)) = s.split_once('e') else {
         return s.to_owned();
     };
