@@ -11,6 +11,7 @@ pub mod ingest;
 mod listener;
 pub mod query;
 pub mod rules;
+pub mod silence;
 pub mod storage;
 pub mod telemetry;
 pub mod textformat;
@@ -89,6 +90,7 @@ pub async fn start(
     );
     let http_state = Arc::new(http::HttpState {
         rules,
+        silences: Arc::new(silence::SilenceBook::in_memory()),
         store,
         telemetry,
         limits: config.query.limits(),

@@ -256,6 +256,7 @@ fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, QueryError> {
 pub fn answer(
     store: &Arc<dyn Store>,
     rules: &crate::rules::manager::Manager,
+    silences: &crate::silence::SilenceBook,
     limits: &Limits,
     route: &str,
     params: &Params,
@@ -276,7 +277,7 @@ pub fn answer(
             "goVersion": "",
         }))),
         "rules" => Ok(Data::Json(rules.rules_json(params.get("type")))),
-        "alerts" => Ok(Data::Json(rules.alerts_json())),
+        "alerts" => Ok(Data::Json(rules.alerts_json(|labels| silences.silencing(labels, now_ms)))),
         "query_exemplars" => Ok(Data::Json(json!([]))),
         "status/flags" => Ok(Data::Json(json!({}))),
         _ => match route

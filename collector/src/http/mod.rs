@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod exposition;
 pub mod remote_write;
+pub mod silences;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ const MAX_BODY: usize = 1 << 20;
 /// What the handlers read.
 pub struct HttpState {
     pub rules: Arc<crate::rules::manager::Manager>,
+    pub silences: Arc<crate::silence::SilenceBook>,
     pub store: Arc<dyn Store>,
     pub telemetry: Arc<Telemetry>,
     pub limits: crate::query::Limits,
@@ -108,6 +110,9 @@ fn access(method: &Method, path: &str) -> Option<auth::Access> {
     match path {
         "/-/healthy" | "/-/ready" => None,
         "/api/v1/write" => Some(auth::Access::Write),
+        _ if path.starts_with("/api/v2/silence") && method != Method::GET && method != Method::HEAD => {
+            Some(auth::Access::Operate)
+        }
         _ if method == Method::DELETE => Some(auth::Access::Operate),
         _ => Some(auth::Access::Read),
     }
@@ -127,6 +132,10 @@ async fn route(state: Arc<HttpState>, req: Request<Incoming>) -> Response<Full<B
     }
     if req.uri().path() == "/api/v1/write" {
         return write(state, caller, req).await;
+    }
+    if let Some(v2_route) = req.uri().path().strip_prefix("/api/v2/") {
+        let v2_route = v2_route.to_owned();
+        return v2(state, v2_route, req).await;
     }
     if let Some(api_route) = req.uri().path().strip_prefix("/api/v1/") {
         let api_route = api_route.to_owned();
@@ -195,7 +204,7 @@ async fn api(
     let answer = tokio::task::spawn_blocking(move || {
         let params = api::Params::parse(query.as_deref(), form.as_deref());
         let now = patrol_shared::model::now_ms();
-        api::answer(&state.store, &state.rules, &state.limits, &route, &params, now)
+        api::answer(&state.store, &state.rules, &state.silences, &state.limits, &route, &params, now)
     })
     .await;
     match answer {
@@ -210,6 +219,30 @@ async fn api(
             JSON,
             serde_json::json!({"status": "error", "errorType": "internal", "error": e.to_string()})
                 .to_string(),
+        ),
+    }
+}
+
+/// `/api/v2/…`: silences, as Alertmanager serves them.
+async fn v2(state: Arc<HttpState>, route: String, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    const JSON: &str = "application/json";
+    let method = req.method().clone();
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            let body = serde_json::json!({"error": format!("cannot read the request body: {e}")});
+            return respond(StatusCode::BAD_REQUEST, JSON, body.to_string());
+        }
+    };
+    let now = patrol_shared::model::now_ms();
+    let answer = tokio::task::spawn_blocking(move || silences::serve(&state.silences, &method, &route, &body, now)).await;
+    match answer {
+        Ok(Some(a)) => respond(a.status, JSON, a.body),
+        Ok(None) => respond(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "no such API route\n".into()),
+        Err(e) => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            JSON,
+            serde_json::json!({"error": e.to_string()}).to_string(),
         ),
     }
 }

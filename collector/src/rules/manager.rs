@@ -193,13 +193,19 @@ impl Manager {
         json!({ "groups": list })
     }
 
-    /// `/api/v1/alerts` data: every pending and firing alert.
-    pub fn alerts_json(&self) -> Json {
+    /// `/api/v1/alerts` data: every pending and firing alert, with the
+    /// ids of the silences covering it (`silencedBy`, empty if none).
+    pub fn alerts_json(&self, silenced: impl Fn(&BTreeMap<String, String>) -> Vec<String>) -> Json {
         let groups = self.lock();
         let alerts: Vec<Json> = groups
             .values()
             .flatten()
-            .flat_map(|g| g.alerts.iter().flat_map(|set| set.active().map(alert_json)))
+            .flat_map(|g| g.alerts.iter().flat_map(|set| set.active()))
+            .map(|a| {
+                let mut j = alert_json(a);
+                j["silencedBy"] = json!(silenced(&a.labels));
+                j
+            })
             .collect();
         json!({ "alerts": alerts })
     }
@@ -400,6 +406,8 @@ mod tests {
         assert_eq!(m.active_states()[0].1, State::Firing, "state carried over");
         let rules = m.rules_json(Some("record"));
         assert_eq!(rules["groups"][0]["rules"][0]["name"], "two");
-        assert_eq!(m.alerts_json()["alerts"][0]["value"], "1e+00");
+        let alerts = m.alerts_json(|_| vec!["s1".into()]);
+        assert_eq!(alerts["alerts"][0]["value"], "1e+00");
+        assert_eq!(alerts["alerts"][0]["silencedBy"][0], "s1");
     }
 }
