@@ -462,3 +462,71 @@ async fn the_api_can_be_served_over_https() {
     .unwrap();
     c.stop().await;
 }
+
+/// `patrol silence add|list|expire` against a running collector; a viewer
+/// may list but not add.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silences_are_added_listed_and_expired_from_the_command_line() {
+    let pki = TestPki::new();
+    let c = collector(&pki).await;
+    let addr = c.http;
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let admin = dir.path().join("admin");
+        std::fs::write(&admin, TEST_TOKEN).unwrap();
+        let viewer = dir.path().join("viewer");
+        std::fs::write(&viewer, VIEWER).unwrap();
+        let patrol = |token: &std::path::Path, args: &[&str]| {
+            let out = Command::new(env!("CARGO_BIN_EXE_patrol"))
+                .arg("silence")
+                .args(args)
+                .args(["--url", &format!("http://{addr}")])
+                .arg("--token-file")
+                .arg(token)
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        let (ok, id, err) = patrol(
+            &admin,
+            &[
+                "add",
+                "host=\"db\"",
+                "alertname=~\"Disk.*\"",
+                "--duration",
+                "2h",
+                "--comment",
+                "disk swap",
+                "--author",
+                "ops",
+            ],
+        );
+        assert!(ok, "{err}");
+        let id = id.trim().to_owned();
+        assert_eq!(id.len(), 36, "{id}");
+        let (ok, list, _) = patrol(&viewer, &["list"]);
+        assert!(ok);
+        assert!(
+            list.contains(&id) && list.contains("active") && list.contains("alertname=~\"Disk.*\""),
+            "{list}"
+        );
+        let (ok, _, err) = patrol(&viewer, &["add", "host=\"x\"", "--comment", "no"]);
+        assert!(!ok && err.contains("403"), "{err}");
+        let (ok, _, err) = patrol(&admin, &["add", "host=~\".*\"", "--comment", "all"]);
+        assert!(!ok && err.contains("empty string"), "{err}");
+        let (ok, out, err) = patrol(&admin, &["expire", &id]);
+        assert!(ok, "{err}");
+        assert!(out.contains("expired"));
+        let (_, list, _) = patrol(&viewer, &["list"]);
+        assert!(!list.contains(&id), "{list}");
+        let (_, list, _) = patrol(&viewer, &["list", "--all"]);
+        assert!(list.contains(&id) && list.contains("expired"), "{list}");
+    })
+    .await
+    .unwrap();
+    c.stop().await;
+}

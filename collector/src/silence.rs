@@ -77,11 +77,20 @@ impl SilenceMatcher {
         let expr = crate::query::parse(&format!("{{{PROBE}=\"1\", {text}}}"))
             .map_err(|e| SilenceError::Invalid(format!("matcher {text:?}: {e}")))?;
         let promql_parser::parser::Expr::VectorSelector(vs) = expr else {
-            return Err(SilenceError::Invalid(format!("matcher {text:?}: not a label matcher")));
+            return Err(SilenceError::Invalid(format!(
+                "matcher {text:?}: not a label matcher"
+            )));
         };
-        let given: Vec<_> = vs.matchers.matchers.iter().filter(|m| m.name != PROBE).collect();
+        let given: Vec<_> = vs
+            .matchers
+            .matchers
+            .iter()
+            .filter(|m| m.name != PROBE)
+            .collect();
         let [m] = given.as_slice() else {
-            return Err(SilenceError::Invalid(format!("{text:?}: give one matcher at a time")));
+            return Err(SilenceError::Invalid(format!(
+                "{text:?}: give one matcher at a time"
+            )));
         };
         use promql_parser::label::MatchOp as Op;
         let (is_regex, is_equal) = match m.op {
@@ -133,7 +142,9 @@ impl Silence {
     /// Every problem with a silence as given.
     pub fn validate(&self) -> Result<(), SilenceError> {
         if self.matchers.is_empty() {
-            return Err(SilenceError::Invalid("a silence needs at least one matcher".into()));
+            return Err(SilenceError::Invalid(
+                "a silence needs at least one matcher".into(),
+            ));
         }
         for m in &self.matchers {
             m.matcher()?;
@@ -150,7 +161,9 @@ impl Silence {
             ));
         }
         if self.ends_at <= self.starts_at {
-            return Err(SilenceError::Invalid("endsAt must be after startsAt".into()));
+            return Err(SilenceError::Invalid(
+                "endsAt must be after startsAt".into(),
+            ));
         }
         if self.created_by.trim().is_empty() {
             return Err(SilenceError::Invalid("createdBy is required".into()));
@@ -257,7 +270,9 @@ impl SilenceBook {
         let id = set.put(silence, now)?;
         if let Err(e) = (self.save)(&set) {
             *set = before;
-            return Err(SilenceError::Invalid(format!("cannot save the silence: {e}")));
+            return Err(SilenceError::Invalid(format!(
+                "cannot save the silence: {e}"
+            )));
         }
         Ok(id)
     }
@@ -269,7 +284,9 @@ impl SilenceBook {
         set.expire(id, now)?;
         if let Err(e) = (self.save)(&set) {
             *set = before;
-            return Err(SilenceError::Invalid(format!("cannot save the silence: {e}")));
+            return Err(SilenceError::Invalid(format!(
+                "cannot save the silence: {e}"
+            )));
         }
         Ok(())
     }
@@ -325,13 +342,19 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn silence(matchers: &[&str], starts: i64, ends: i64) -> Silence {
         Silence {
             id: String::new(),
-            matchers: matchers.iter().map(|m| SilenceMatcher::parse(m).unwrap()).collect(),
+            matchers: matchers
+                .iter()
+                .map(|m| SilenceMatcher::parse(m).unwrap())
+                .collect(),
             starts_at: starts,
             ends_at: ends,
             created_by: "ops".into(),
@@ -343,16 +366,42 @@ mod tests {
     fn matchers_of_all_four_kinds_and_the_window() {
         let mut set = Silences::default();
         let id = set
-            .put(silence(&["host=~\"db.*\"", "severity!=\"info\"", "alertname!~\"Baseline.*\""], 100, 200), 0)
+            .put(
+                silence(
+                    &[
+                        "host=~\"db.*\"",
+                        "severity!=\"info\"",
+                        "alertname!~\"Baseline.*\"",
+                    ],
+                    100,
+                    200,
+                ),
+                0,
+            )
             .unwrap();
-        let db = labels(&[("host", "db1"), ("severity", "critical"), ("alertname", "DiskFull")]);
+        let db = labels(&[
+            ("host", "db1"),
+            ("severity", "critical"),
+            ("alertname", "DiskFull"),
+        ]);
         assert!(set.silencing(&db, 50).is_empty(), "pending");
         assert_eq!(set.silencing(&db, 150), [id.clone()]);
         assert!(set.silencing(&db, 200).is_empty(), "expired");
-        let info = labels(&[("host", "db1"), ("severity", "info"), ("alertname", "DiskFull")]);
+        let info = labels(&[
+            ("host", "db1"),
+            ("severity", "info"),
+            ("alertname", "DiskFull"),
+        ]);
         assert!(set.silencing(&info, 150).is_empty());
-        let anchored = labels(&[("host", "xdb1"), ("severity", "critical"), ("alertname", "DiskFull")]);
-        assert!(set.silencing(&anchored, 150).is_empty(), "regexes are anchored");
+        let anchored = labels(&[
+            ("host", "xdb1"),
+            ("severity", "critical"),
+            ("alertname", "DiskFull"),
+        ]);
+        assert!(
+            set.silencing(&anchored, 150).is_empty(),
+            "regexes are anchored"
+        );
         set.expire(&id, 120).unwrap();
         assert!(set.silencing(&db, 150).is_empty());
         assert_eq!(set.by_id[&id].ends_at, 120);
@@ -362,14 +411,31 @@ mod tests {
     fn bad_silences_are_refused_with_a_reason() {
         let mut set = Silences::default();
         let everything = silence(&["host=~\".*\""], 0, 10);
-        assert!(set.put(everything, 0).unwrap_err().to_string().contains("empty string"));
+        assert!(set
+            .put(everything, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("empty string"));
         let backwards = silence(&["host=\"db\""], 10, 5);
-        assert!(set.put(backwards, 0).unwrap_err().to_string().contains("after startsAt"));
+        assert!(set
+            .put(backwards, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("after startsAt"));
         assert!(SilenceMatcher::parse("host=").is_err());
-        assert!(SilenceMatcher::parse("a=\"1\", b=\"2\"").unwrap_err().to_string().contains("one matcher"));
+        assert!(SilenceMatcher::parse("a=\"1\", b=\"2\"")
+            .unwrap_err()
+            .to_string()
+            .contains("one matcher"));
         let mut unknown = silence(&["host=\"db\""], 0, 10);
         unknown.id = "nope".into();
-        assert!(matches!(set.put(unknown, 0), Err(SilenceError::NotFound(_))));
-        assert!(matches!(set.expire("nope", 0), Err(SilenceError::NotFound(_))));
+        assert!(matches!(
+            set.put(unknown, 0),
+            Err(SilenceError::NotFound(_))
+        ));
+        assert!(matches!(
+            set.expire("nope", 0),
+            Err(SilenceError::NotFound(_))
+        ));
     }
 }

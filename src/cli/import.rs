@@ -5,16 +5,15 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use patrol_collector::http::remote_write::{
     encode, Label, MetricMetadata, Sample, TimeSeries, WriteRequest,
 };
 use patrol_collector::textformat;
 use patrol_shared::model::MetricKind;
+
+use super::client::Api;
 
 #[derive(Args)]
 pub struct ImportArgs {
@@ -50,10 +49,16 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let target = Target::new(&args.url, args.ca.as_deref())?;
+        let api = Api::new(&args.url, args.ca.as_deref(), &token)?;
         let mut sent = 0;
         for (body, samples) in requests {
-            target.post(&body, &token).await?;
+            let headers = [
+                ("content-type", "application/x-protobuf"),
+                ("content-encoding", "snappy"),
+                ("x-prometheus-remote-write-version", "0.1.0"),
+            ];
+            api.send_ok(hyper::Method::POST, "/api/v1/write", &headers, body)
+                .await?;
             sent += samples;
         }
         println!("imported {sent} samples from {}", args.file.display());
@@ -133,115 +138,6 @@ fn requests(parsed: textformat::Parsed, batch: usize, now_ms: i64) -> Vec<(Vec<u
     }
     flush(&mut series, &mut index, &mut pending, &mut out);
     out
-}
-
-/// Where requests go: host, port, path, and TLS if https.
-struct Target {
-    host: String,
-    port: u16,
-    path: String,
-    tls: Option<tokio_rustls::TlsConnector>,
-}
-
-impl Target {
-    fn new(url: &str, ca: Option<&std::path::Path>) -> anyhow::Result<Target> {
-        let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
-            (true, r)
-        } else if let Some(r) = url.strip_prefix("http://") {
-            (false, r)
-        } else {
-            bail!("--url {url:?}: expected http://HOST:PORT or https://HOST:PORT");
-        };
-        let authority = rest.trim_end_matches('/');
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) => (
-                h.trim_matches(|c| c == '[' || c == ']').to_owned(),
-                p.parse()
-                    .with_context(|| format!("--url {url:?}: bad port {p:?}"))?,
-            ),
-            None => (authority.to_owned(), if https { 443 } else { 80 }),
-        };
-        let tls = if https {
-            let ca = ca.context("an https:// --url needs --ca (the CA certificate to trust)")?;
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in patrol_shared::tls::load_certs(ca)? {
-                roots
-                    .add(cert)
-                    .with_context(|| format!("{}: not a usable CA certificate", ca.display()))?;
-            }
-            let config =
-                rustls::ClientConfig::builder_with_provider(patrol_shared::tls::provider())
-                    .with_safe_default_protocol_versions()?
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
-            Some(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
-                config,
-            )))
-        } else {
-            None
-        };
-        Ok(Target {
-            host,
-            port,
-            path: "/api/v1/write".into(),
-            tls,
-        })
-    }
-
-    async fn post(&self, body: &[u8], token: &str) -> anyhow::Result<()> {
-        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .with_context(|| format!("cannot connect to {}:{}", self.host, self.port))?;
-        let request = hyper::Request::post(&self.path)
-            .header(hyper::header::HOST, &self.host)
-            .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
-            .header(hyper::header::CONTENT_TYPE, "application/x-protobuf")
-            .header(hyper::header::CONTENT_ENCODING, "snappy")
-            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-            .body(Full::new(Bytes::copy_from_slice(body)))?;
-        let response = match &self.tls {
-            None => send(TokioIo::new(tcp), request).await?,
-            Some(tls) => {
-                let name = rustls_pki_types::ServerName::try_from(self.host.clone())
-                    .with_context(|| format!("{:?} is not a valid server name", self.host))?;
-                let stream = tls
-                    .connect(name, tcp)
-                    .await
-                    .with_context(|| format!("TLS with {} failed", self.host))?;
-                send(TokioIo::new(stream), request).await?
-            }
-        };
-        let (status, text) = response;
-        if !status.is_success() {
-            bail!("the collector answered {status}: {}", text.trim());
-        }
-        Ok(())
-    }
-}
-
-async fn send<T>(
-    io: T,
-    request: hyper::Request<Full<Bytes>>,
-) -> anyhow::Result<(hyper::StatusCode, String)>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .context("HTTP handshake failed")?;
-    tokio::spawn(conn);
-    let response = sender
-        .send_request(request)
-        .await
-        .context("request failed")?;
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
-        .unwrap_or_default();
-    Ok((status, body))
 }
 
 #[cfg(test)]

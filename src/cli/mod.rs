@@ -1,8 +1,10 @@
 //! The subcommands and their arguments.
 
 mod check;
+mod client;
 mod import;
 mod pki;
+mod silence;
 mod up;
 
 use std::path::PathBuf;
@@ -37,6 +39,8 @@ enum Command {
     /// Backfill a Prometheus text or OpenMetrics file into a running
     /// collector (through remote write; needs a writer or admin token).
     Import(import::ImportArgs),
+    /// Silence alerts on a running collector: add, list, expire.
+    Silence(silence::SilenceArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -48,6 +52,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Collector(args) => patrol_collector::cli::main(args),
         Command::Check(args) => check::run(args),
         Command::Import(args) => import::run(args),
+        Command::Silence(args) => silence::run(args),
     }
 }
 

@@ -49,7 +49,10 @@ fn parse_time(field: &str, s: &str) -> Result<i64, String> {
 fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -69,7 +72,13 @@ pub fn silence_json(s: &Silence, now: i64) -> Json {
 
 /// Answers a `/api/v2/...` silence route (the path after `/api/v2/`);
 /// None if it is not one.
-pub fn serve(book: &SilenceBook, method: &Method, route: &str, body: &[u8], now: i64) -> Option<Answer> {
+pub fn serve(
+    book: &SilenceBook,
+    method: &Method,
+    route: &str,
+    body: &[u8],
+    now: i64,
+) -> Option<Answer> {
     let id = route.strip_prefix("silence/").filter(|id| !id.is_empty());
     Some(match (method, route, id) {
         (&Method::GET, "silences", _) => answer(
@@ -79,7 +88,12 @@ pub fn serve(book: &SilenceBook, method: &Method, route: &str, body: &[u8], now:
         (&Method::POST, "silences", _) => {
             let posted: Posted = match serde_json::from_slice(body) {
                 Ok(p) => p,
-                Err(e) => return Some(error(StatusCode::BAD_REQUEST, format!("cannot read the silence: {e}"))),
+                Err(e) => {
+                    return Some(error(
+                        StatusCode::BAD_REQUEST,
+                        format!("cannot read the silence: {e}"),
+                    ))
+                }
             };
             let times = parse_time("startsAt", &posted.starts_at)
                 .and_then(|s| parse_time("endsAt", &posted.ends_at).map(|e| (s, e)));
@@ -110,9 +124,10 @@ pub fn serve(book: &SilenceBook, method: &Method, route: &str, body: &[u8], now:
             Err(e @ SilenceError::NotFound(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         },
-        (_, "silences", _) | (_, _, Some(_)) => {
-            error(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed here"))
-        }
+        (_, "silences", _) | (_, _, Some(_)) => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not allowed here"),
+        ),
         _ => return None,
     })
 }
@@ -132,21 +147,42 @@ mod tests {
             "comment": "disk swap",
         });
         let now = 1_795_600_000_000 + 3_600_000; // within the window
-        let a = serve(&book, &Method::POST, "silences", body.to_string().as_bytes(), now).unwrap();
+        let a = serve(
+            &book,
+            &Method::POST,
+            "silences",
+            body.to_string().as_bytes(),
+            now,
+        )
+        .unwrap();
         assert_eq!(a.status, StatusCode::OK, "{}", a.body);
         let id = serde_json::from_str::<Json>(&a.body).unwrap()["silenceID"]
             .as_str()
             .unwrap()
             .to_owned();
-        let list: Json = serde_json::from_str(&serve(&book, &Method::GET, "silences", b"", now).unwrap().body).unwrap();
+        let list: Json = serde_json::from_str(
+            &serve(&book, &Method::GET, "silences", b"", now)
+                .unwrap()
+                .body,
+        )
+        .unwrap();
         assert_eq!(list[0]["id"], id.as_str());
         assert_eq!(list[0]["matchers"][0]["name"], "host");
         let route = format!("silence/{id}");
-        assert_eq!(serve(&book, &Method::DELETE, &route, b"", now).unwrap().status, StatusCode::OK);
-        let one: Json = serde_json::from_str(&serve(&book, &Method::GET, &route, b"", now).unwrap().body).unwrap();
+        assert_eq!(
+            serve(&book, &Method::DELETE, &route, b"", now)
+                .unwrap()
+                .status,
+            StatusCode::OK
+        );
+        let one: Json =
+            serde_json::from_str(&serve(&book, &Method::GET, &route, b"", now).unwrap().body)
+                .unwrap();
         assert_eq!(one["status"]["state"], "expired");
         assert_eq!(
-            serve(&book, &Method::DELETE, "silence/nope", b"", now).unwrap().status,
+            serve(&book, &Method::DELETE, "silence/nope", b"", now)
+                .unwrap()
+                .status,
             StatusCode::NOT_FOUND
         );
         let bad = serve(&book, &Method::POST, "silences", b"{\"matchers\": []}", now).unwrap();
