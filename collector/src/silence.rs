@@ -294,7 +294,7 @@ impl SilenceBook {
     /// Every silence, newest first.
     pub fn list(&self) -> Vec<Silence> {
         let mut all: Vec<Silence> = self.lock().by_id.values().cloned().collect();
-        all.sort_by(|a, b| b.starts_at.cmp(&a.starts_at));
+        all.sort_by_key(|s| std::cmp::Reverse(s.starts_at));
         all
     }
 
