@@ -385,7 +385,7 @@ mod tests {
             ("alertname", "DiskFull"),
         ]);
         assert!(set.silencing(&db, 50).is_empty(), "pending");
-        assert_eq!(set.silencing(&db, 150), [id.clone()]);
+        assert_eq!(set.silencing(&db, 150), std::slice::from_ref(&id));
         assert!(set.silencing(&db, 200).is_empty(), "expired");
         let info = labels(&[
             ("host", "db1"),
