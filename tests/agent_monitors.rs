@@ -98,10 +98,10 @@ async fn checks_baseline_and_file_integrity_reach_the_collector() {
     let path_label = format!("path=\"{}\"", watched.path().display());
     wait_for(
         Duration::from_secs(20),
-        "patrol_fim_changes_total",
+        "patrol_fim_events_total",
         || async {
             let text = collector.metrics().await;
-            (sample(&text, "patrol_fim_changes_total", &path_label) == Some(1.0)).then_some(())
+            (sample(&text, "patrol_fim_events_total", &path_label) == Some(1.0)).then_some(())
         },
     )
     .await;

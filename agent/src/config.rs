@@ -2,7 +2,7 @@
 //! `load` reports every problem at once, each naming its key.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use patrol_shared::config::{self as cfg, ConfigError};
@@ -44,6 +44,11 @@ pub struct AgentConfig {
     /// `[fim]`: file integrity monitoring.
     #[serde(default)]
     pub fim: FimConfig,
+    /// Where the agent keeps what must outlive a restart (the
+    /// file-integrity states). Default when loaded from a file: the config
+    /// file's folder. None (a config built in code) keeps it in memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
 }
 
 fn default_interval() -> Duration {
@@ -108,8 +113,16 @@ impl AgentConfig {
     /// Reads, resolves relative paths against the file's folder, validates.
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
         let mut config: AgentConfig = cfg::load_toml(path)?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        let base = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
         config.tls.resolve(base);
+        config.state_dir = Some(match config.state_dir.take() {
+            Some(dir) if dir.is_relative() => base.join(dir),
+            Some(dir) => dir,
+            None => base.to_owned(),
+        });
         for check in &mut config.checks {
             check.resolve(base);
         }
@@ -209,6 +222,7 @@ impl AgentConfig {
             checks: Vec::new(),
             baseline: BaselineSection::default(),
             fim: FimConfig::default(),
+            state_dir: None,
         }
     }
 }
@@ -246,6 +260,21 @@ mod tests {
         assert_eq!(c.interval, Duration::from_secs(10));
         assert_eq!(c.collector.window, 16);
         assert!(c.tls.ca.is_absolute());
+        let state = c.state_dir.unwrap();
+        assert_eq!(
+            Some(state.as_path()),
+            c.tls.ca.parent(),
+            "next to the config"
+        );
+    }
+
+    #[test]
+    fn a_relative_state_dir_is_read_from_the_config_folder() {
+        let c = load(&format!("state_dir = \"state\"\n{MINIMAL}")).unwrap();
+        let state = c.state_dir.unwrap();
+        assert!(state.is_absolute() && state.ends_with("state"), "{state:?}");
+        let c = load(&format!("state_dir = \"/var/lib/patrol-agent\"\n{MINIMAL}")).unwrap();
+        assert_eq!(c.state_dir.unwrap(), Path::new("/var/lib/patrol-agent"));
     }
 
     #[test]

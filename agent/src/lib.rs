@@ -43,6 +43,10 @@ use crate::link::{Link, LinkCounters};
 use crate::spool::Spool;
 use crate::telemetry::{AgentTelemetry, CycleFacts};
 
+/// How long the agent waits at exit for the file-integrity thread (which
+/// may be hashing a large file) to stop.
+const FIM_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -78,6 +82,15 @@ pub async fn run(config: AgentConfig, cancel: CancellationToken) -> Result<(), A
     let monitors = Monitors::start(&config, host_name, events_tx, inspections_tx, &cancel);
     collect_loop(&config, &spool, &counters, &monitors, &cancel).await;
     let _ = link_task.await;
+    if let Some(fim) = &monitors.fim {
+        // Its states saved, so that the next start compares with them.
+        if tokio::time::timeout(FIM_STOP_WAIT, fim.stopped())
+            .await
+            .is_err()
+        {
+            warn!(wait = ?FIM_STOP_WAIT, "file integrity watch still busy; not waiting for it");
+        }
+    }
     info!("agent stopped");
     Ok(())
 }
@@ -110,9 +123,14 @@ impl Monitors {
         let env = checks::Env::host(&config.host.proc_path);
         let checks = CheckSet::start(checks, env, events.clone(), cancel);
         let fim = if config.fim.enabled {
-            FileIntegrity::start(&config.fim, events, cancel.clone())
-                .map_err(|e| warn!(error = %e, "file integrity monitoring not started"))
-                .ok()
+            FileIntegrity::start(
+                &config.fim,
+                config.state_dir.as_deref(),
+                events,
+                cancel.clone(),
+            )
+            .map_err(|e| warn!(error = %e, "file integrity monitoring not started"))
+            .ok()
         } else {
             None
         };

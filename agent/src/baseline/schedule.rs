@@ -3,13 +3,15 @@
 //! blocking pool: it reads hundreds of files), hands each inspection to
 //! the link whole, and keeps its figures as metrics for every sample set:
 //!
-//! - `patrol_baseline_check{id,category,severity}`: 1 pass, 0 fail; left
-//!   out for not-applicable checks and for checks that could not be
-//!   evaluated (an error is not a verdict on the host);
-//! - `patrol_baseline_score_ratio`: the weighted score as a ratio (0–1);
-//!   absent when no check applies;
+//! - `patrol_baseline_check_passed{check_id,category,severity}`: 1 pass,
+//!   0 fail; left out for not-applicable checks and for checks that could
+//!   not be evaluated (an error is not a verdict on the host);
+//! - `patrol_baseline_score`: the weighted score as a ratio (0–1), not the
+//!   percent of the record; absent when no check applies;
 //! - `patrol_baseline_results{verdict}`: how many checks ended each way;
 //! - `patrol_baseline_last_run_timestamp_seconds`.
+//!
+//! The collector adds the `host` label, from the agent's certificate.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -163,7 +165,7 @@ async fn schedule(
 /// The metrics of one inspection.
 pub fn families(inspection: &Inspection) -> Vec<Family> {
     let mut checks = Family::gauge(
-        "patrol_baseline_check",
+        "patrol_baseline_check_passed",
         "Security-baseline check: 1 passed, 0 failed; absent when not applicable or not evaluated.",
     );
     for r in &inspection.results {
@@ -173,7 +175,7 @@ pub fn families(inspection: &Inspection) -> Vec<Family> {
             Verdict::NotApplicable | Verdict::Error => continue,
         };
         let labels = [
-            ("id", r.id.as_str()),
+            ("check_id", r.id.as_str()),
             ("category", r.category.as_str()),
             ("severity", r.severity.as_str()),
         ];
@@ -196,8 +198,8 @@ pub fn families(inspection: &Inspection) -> Vec<Family> {
     if let Some(score) = inspection.score {
         out.push(
             Family::gauge(
-                "patrol_baseline_score_ratio",
-                "Weighted security-baseline score: passed over applicable checks, by severity.",
+                "patrol_baseline_score",
+                "Weighted security-baseline score as a ratio (0-1): passed over applicable checks, by severity.",
             )
             .with_value(score / 100.0),
         );
@@ -240,7 +242,11 @@ mod tests {
         let inspection = super::super::run(dir.path(), "empty", 1_748_736_000_000);
         let f = families(&inspection);
         let checks = &f[0];
-        assert_eq!(checks.name, "patrol_baseline_check");
+        assert_eq!(checks.name, "patrol_baseline_check_passed");
+        assert!(checks
+            .series
+            .iter()
+            .all(|s| s.labels.iter().any(|(n, _)| n == "check_id")));
         let applicable = inspection.summary.pass + inspection.summary.fail;
         assert_eq!(checks.series.len(), applicable);
         let last = f
@@ -251,7 +257,7 @@ mod tests {
         if let Some(score) = inspection.score {
             let ratio = f
                 .iter()
-                .find(|f| f.name == "patrol_baseline_score_ratio")
+                .find(|f| f.name == "patrol_baseline_score")
                 .unwrap();
             assert!((ratio.series[0].value - score / 100.0).abs() < 1e-9);
         }

@@ -3,7 +3,7 @@
 //! watched with inotify (the `notify` crate), and every change of content
 //! (SHA-256), mode, owner or existence becomes an agent event (kind
 //! `file_integrity`) naming the path and the states before and after,
-//! plus a count in `patrol_fim_changes_total{path}`.
+//! plus a count in `patrol_fim_events_total{path}`.
 //!
 //! How it stays correct:
 //! - Each watched path's *parent* directory is watched too, so an editor
@@ -16,13 +16,23 @@
 //!   writes is one change, and what is reported is what is on disk.
 //! - The watches are set before the first scan, so nothing between the
 //!   two is missed; when inotify's queue overflows, everything is rescanned.
+//! - The kept states are written to a file in the agent's state directory
+//!   ([`state_file`]) after the first scan and after every change; at the
+//!   next start the first scan is compared with them, and what changed
+//!   while the agent was stopped is reported like any other change (the
+//!   message says so).
 //!
 //! Hashing and directory walks block, so all of it runs on one dedicated
 //! thread; it hands events to the async side through the bounded event
-//! channel. The kept states live in memory: changes made while the agent
-//! is stopped are not reported yet.
+//! channel.
+//!
+//! An event leaves the agent's (in-memory) spool only once the collector
+//! has acked it; one still queued when the agent stops is lost, while the
+//! state file already holds the new state.
 
+mod config;
 mod state;
+mod state_file;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -32,102 +42,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
-use patrol_shared::config as cfg;
 use patrol_shared::model::{now_ms, AgentEvent, Family};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use self::state::{diff, read_state, scan, FileState};
-
-/// `[fim]` of the agent config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FimConfig {
-    pub enabled: bool,
-    pub paths: Vec<WatchPath>,
-    /// Quiet time after a change before the path is read again.
-    #[serde(with = "cfg::duration")]
-    pub debounce: Duration,
-    /// Larger files are not hashed; their size and modification time
-    /// stand in for the content.
-    #[serde(with = "cfg::bytes")]
-    pub max_file_bytes: usize,
-    /// Paths kept per watched entry, at most.
-    pub max_files: usize,
-}
-
-/// One watched path.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WatchPath {
-    pub path: PathBuf,
-    /// For a directory: watch everything below it, not only its entries.
-    #[serde(default)]
-    pub recursive: bool,
-}
-
-/// The files issue 5 names, as a fresh install has them.
-const DEFAULT_PATHS: &[(&str, bool)] = &[
-    ("/etc/passwd", false),
-    ("/etc/shadow", false),
-    ("/etc/group", false),
-    ("/etc/gshadow", false),
-    ("/etc/sudoers", false),
-    ("/etc/sudoers.d", false),
-    ("/etc/ssh/sshd_config", false),
-    ("/etc/crontab", false),
-    ("/etc/cron.d", false),
-    ("/etc/hosts", false),
-    ("/etc/systemd/system", true),
-];
-
-impl Default for FimConfig {
-    fn default() -> Self {
-        FimConfig {
-            enabled: true,
-            paths: DEFAULT_PATHS
-                .iter()
-                .map(|(p, recursive)| WatchPath {
-                    path: PathBuf::from(p),
-                    recursive: *recursive,
-                })
-                .collect(),
-            debounce: Duration::from_millis(300),
-            max_file_bytes: 64 << 20,
-            max_files: 10_000,
-        }
-    }
-}
-
-impl FimConfig {
-    /// Every problem, each naming its key.
-    pub fn validate(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        for (i, w) in self.paths.iter().enumerate() {
-            if !w.path.is_absolute() {
-                p.push(format!(
-                    "fim.paths[{i}].path: {} is not an absolute path",
-                    w.path.display()
-                ));
-            }
-            if self.paths[..i].iter().any(|o| o.path == w.path) {
-                p.push(format!(
-                    "fim.paths[{i}].path: {} is listed twice",
-                    w.path.display()
-                ));
-            }
-        }
-        if self.debounce < Duration::from_millis(10) || self.debounce > Duration::from_secs(1) {
-            p.push("fim.debounce: between 10ms and 1s (changes are reported within 2s)".into());
-        }
-        if self.max_files == 0 {
-            p.push("fim.max_files: at least 1".into());
-        }
-        p
-    }
-}
+pub use self::config::{FimConfig, WatchPath};
+use self::state::{diff, read_state, scan, Change, FileState};
+use self::state_file::{EntryStates, StateFile};
 
 /// Why the watch could not start.
 #[derive(Debug, thiserror::Error)]
@@ -148,7 +70,24 @@ struct Counts {
 /// The running watch.
 pub struct FileIntegrity {
     counts: Arc<Mutex<Counts>>,
-    ready: watch::Receiver<bool>,
+    phase: watch::Receiver<Phase>,
+}
+
+/// Where the watch thread is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    Starting,
+    Watching,
+    Stopped,
+}
+
+/// Says `Stopped` when the thread ends, however it ends.
+struct StoppedOnDrop(watch::Sender<Phase>);
+
+impl Drop for StoppedOnDrop {
+    fn drop(&mut self) {
+        self.0.send_replace(Phase::Stopped);
+    }
 }
 
 /// Events queued by inotify before the thread reads them; past this the
@@ -160,10 +99,13 @@ const MAX_EVENTS_PER_SCAN: usize = 100;
 const POLL: Duration = Duration::from_millis(100);
 
 impl FileIntegrity {
-    /// Sets the watches, then (on its own thread) takes the first states
-    /// and reports changes until `cancel` fires.
+    /// Sets the watches, then (on its own thread) takes the first states,
+    /// reports what changed since the states kept in `state_dir` (when
+    /// given), and reports changes until `cancel` fires. Without a
+    /// `state_dir` the states live in memory only.
     pub fn start(
         config: &FimConfig,
+        state_dir: Option<&Path>,
         events: mpsc::Sender<AgentEvent>,
         cancel: CancellationToken,
     ) -> Result<FileIntegrity, FimError> {
@@ -176,7 +118,7 @@ impl FileIntegrity {
             }
         })?;
         let counts = Arc::new(Mutex::new(Counts::default()));
-        let (ready_tx, ready) = watch::channel(false);
+        let (phase_tx, phase) = watch::channel(Phase::Starting);
         let mut monitor = Monitor {
             entries: config
                 .paths
@@ -194,33 +136,46 @@ impl FileIntegrity {
             debounce: config.debounce,
             events,
             counts: counts.clone(),
+            state_file: state_dir.map(StateFile::in_dir),
+            save_failing: false,
         };
         std::thread::Builder::new()
             .name("patrol-fim".into())
             .spawn(move || {
+                let phase = StoppedOnDrop(phase_tx);
                 monitor.ensure_watches();
-                monitor.baseline();
-                ready_tx.send_replace(true);
-                monitor.run(&rx, &overflow, &cancel);
+                let offline = monitor.baseline();
+                phase.0.send_replace(Phase::Watching);
+                if monitor.report(offline) {
+                    monitor.save();
+                    monitor.run(&rx, &overflow, &cancel);
+                }
             })?;
-        Ok(FileIntegrity { counts, ready })
+        Ok(FileIntegrity { counts, phase })
     }
 
     /// Waits until the first states are taken: changes after this are
     /// reported.
     pub async fn ready(&self) {
-        let mut ready = self.ready.clone();
-        let _ = ready.wait_for(|r| *r).await;
+        let mut phase = self.phase.clone();
+        let _ = phase.wait_for(|p| *p >= Phase::Watching).await;
     }
 
-    /// `patrol_fim_changes_total{path}` and `patrol_fim_files{path}`.
+    /// Waits until the watch has stopped (after `cancel` fired): its last
+    /// report is sent and its states are saved.
+    pub async fn stopped(&self) {
+        let mut phase = self.phase.clone();
+        let _ = phase.wait_for(|p| *p == Phase::Stopped).await;
+    }
+
+    /// `patrol_fim_events_total{path}` and `patrol_fim_files{path}`.
     pub fn families(&self) -> Vec<Family> {
         let Ok(counts) = self.counts.lock() else {
             return Vec::new();
         };
         let mut changes = Family::counter(
-            "patrol_fim_changes_total",
-            "Changes seen below a watched path (content, mode, owner, creation, deletion).",
+            "patrol_fim_events_total",
+            "File-integrity events (changes of content, mode, owner, creation, deletion) below a watched path.",
         );
         for (path, n) in &counts.changes {
             changes.push(&[("path", path)], *n as f64);
@@ -266,7 +221,13 @@ struct Monitor {
     debounce: Duration,
     events: mpsc::Sender<AgentEvent>,
     counts: Arc<Mutex<Counts>>,
+    state_file: Option<StateFile>,
+    /// The last save failed (logged once until one succeeds).
+    save_failing: bool,
 }
+
+/// Appended to the message of a change found at start.
+const WHILE_STOPPED: &str = " (while the agent was stopped)";
 
 impl Monitor {
     /// The directories that should be watched: each entry's parent, and
@@ -313,27 +274,87 @@ impl Monitor {
         }
     }
 
-    fn baseline(&mut self) {
+    /// Takes the first states; returns the changes since the kept ones
+    /// (none on a first start), to be reported before the new states are
+    /// saved.
+    fn baseline(&mut self) -> Vec<(String, String)> {
+        let mut kept = self.load_kept();
         let mut total = 0;
+        let mut changes = Vec::new();
         for e in &mut self.entries {
             e.files = scan(&e.path, e.recursive, self.max_hash, self.max_files);
             total += e.files.len();
             if e.files.is_empty() {
                 debug!(path = %e.path.display(), "watched path does not exist (yet)");
             }
+            // An entry not in the file is new to the watch: nothing to compare.
+            if let Some(before) = kept.remove(&(e.path.clone(), e.recursive)) {
+                for (path, change) in differences(&before, &e.files) {
+                    let message = change.describe(&path) + WHILE_STOPPED;
+                    changes.push((e.label(), message));
+                }
+            }
         }
         self.update_file_counts();
         info!(
             paths = self.entries.len(),
             files = total,
+            changed_while_stopped = changes.len(),
             "file integrity watch started"
         );
+        changes
+    }
+
+    /// The states of the last run; empty when there are none or they
+    /// cannot be read (then the first scan starts afresh).
+    fn load_kept(&self) -> state_file::Kept {
+        let Some(file) = &self.state_file else {
+            info!("no state directory: file-integrity states are kept in memory only");
+            return state_file::Kept::new();
+        };
+        match file.load() {
+            Ok(Some(kept)) => kept,
+            Ok(None) => {
+                info!(file = %file.path().display(), "no file-integrity states kept yet; first scan");
+                state_file::Kept::new()
+            }
+            Err(e) => {
+                warn!(error = %e, "file-integrity states not read; changes made while the agent was stopped are not reported this time");
+                state_file::Kept::new()
+            }
+        }
+    }
+
+    /// Writes every entry's states to the state file, if there is one.
+    fn save(&mut self) {
+        let Some(file) = &self.state_file else {
+            return;
+        };
+        let entries = self
+            .entries
+            .iter()
+            .map(|e| (e.path.as_path(), e.recursive, &e.files));
+        match file.save(entries) {
+            Ok(()) if self.save_failing => {
+                info!(file = %file.path().display(), "file-integrity states saved again");
+                self.save_failing = false;
+            }
+            Ok(()) => {}
+            Err(e) if !self.save_failing => {
+                warn!(error = %e, "file-integrity states not saved; a change made while the agent is stopped may go unreported");
+                self.save_failing = true;
+            }
+            Err(_) => {}
+        }
     }
 
     fn update_file_counts(&self) {
         if let Ok(mut c) = self.counts.lock() {
             for e in &self.entries {
                 c.files.insert(e.label(), e.files.len());
+                // From the start, so that the first change is an increase
+                // of a series that exists (what `increase()` needs).
+                c.changes.entry(e.label()).or_insert(0);
             }
         }
     }
@@ -375,7 +396,9 @@ impl Monitor {
             let due = first.is_some_and(|f| {
                 last.elapsed() >= self.debounce || f.elapsed() >= self.debounce * 3
             });
-            if due {
+            // Once stopping, nothing more is read: a change from now on
+            // is for the next start to find.
+            if due && !cancel.is_cancelled() {
                 let batch = std::mem::take(&mut dirty);
                 first = None;
                 if !self.rescan(batch) {
@@ -435,7 +458,14 @@ impl Monitor {
             }
         }
         self.update_file_counts();
-        self.report(changes)
+        let changed = !changes.is_empty();
+        // Saved only once reported: if the agent is going away and the
+        // report fails, the next start finds the change again.
+        let reported = self.report(changes);
+        if reported && changed {
+            self.save();
+        }
+        reported
     }
 
     fn report(&self, changes: Vec<(String, String)>) -> bool {
@@ -452,7 +482,7 @@ impl Monitor {
             .collect();
         if extra > 0 {
             messages.push(format!(
-                "and {extra} more file changes in the same burst (see patrol_fim_changes_total)"
+                "and {extra} more file changes in the same burst (see patrol_fim_events_total)"
             ));
         }
         for message in messages {
@@ -471,50 +501,17 @@ impl Monitor {
     }
 }
 
+/// Each path whose state differs between `before` and `after`, in order.
+fn differences(before: &EntryStates, after: &EntryStates) -> Vec<(PathBuf, Change)> {
+    let keys: BTreeSet<&PathBuf> = before.keys().chain(after.keys()).collect();
+    keys.into_iter()
+        .filter_map(|k| diff(before.get(k), after.get(k)).map(|c| (k.clone(), c)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn defaults_are_the_files_issue_5_names() {
-        let c = FimConfig::default();
-        assert!(c.validate().is_empty());
-        assert!(c.enabled);
-        let recursive: Vec<_> = c
-            .paths
-            .iter()
-            .filter(|p| p.recursive)
-            .map(|p| p.path.clone())
-            .collect();
-        assert_eq!(recursive, vec![PathBuf::from("/etc/systemd/system")]);
-        assert_eq!(c.paths.len(), 11);
-    }
-
-    #[test]
-    fn bad_paths_are_reported() {
-        let c = FimConfig {
-            paths: vec![
-                WatchPath {
-                    path: "etc/passwd".into(),
-                    recursive: false,
-                },
-                WatchPath {
-                    path: "/etc/hosts".into(),
-                    recursive: false,
-                },
-                WatchPath {
-                    path: "/etc/hosts".into(),
-                    recursive: true,
-                },
-            ],
-            debounce: Duration::from_secs(5),
-            ..FimConfig::default()
-        };
-        let p = c.validate().join("\n");
-        assert!(p.contains("fim.paths[0].path"), "{p}");
-        assert!(p.contains("fim.paths[2].path"), "{p}");
-        assert!(p.contains("fim.debounce"), "{p}");
-    }
 
     #[test]
     fn entries_cover_themselves_their_children_and_below_when_recursive() {

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth;
 pub mod exposition;
+mod patrol_api;
 pub mod remote_write;
 pub mod silences;
 
@@ -110,7 +111,10 @@ fn access(method: &Method, path: &str) -> Option<auth::Access> {
     match path {
         "/-/healthy" | "/-/ready" => None,
         "/api/v1/write" => Some(auth::Access::Write),
-        _ if path.starts_with("/api/v2/silence") && method != Method::GET && method != Method::HEAD => {
+        _ if path.starts_with("/api/v2/silence")
+            && method != Method::GET
+            && method != Method::HEAD =>
+        {
             Some(auth::Access::Operate)
         }
         _ if method == Method::DELETE => Some(auth::Access::Operate),
@@ -132,6 +136,10 @@ async fn route(state: Arc<HttpState>, req: Request<Incoming>) -> Response<Full<B
     }
     if req.uri().path() == "/api/v1/write" {
         return write(state, caller, req).await;
+    }
+    if let Some(patrol_route) = req.uri().path().strip_prefix("/api/patrol/v1/") {
+        let patrol_route = patrol_route.to_owned();
+        return patrol_api::serve(state, patrol_route, req).await;
     }
     if let Some(v2_route) = req.uri().path().strip_prefix("/api/v2/") {
         let v2_route = v2_route.to_owned();
@@ -204,7 +212,15 @@ async fn api(
     let answer = tokio::task::spawn_blocking(move || {
         let params = api::Params::parse(query.as_deref(), form.as_deref());
         let now = patrol_shared::model::now_ms();
-        api::answer(&state.store, &state.rules, &state.silences, &state.limits, &route, &params, now)
+        api::answer(
+            &state.store,
+            &state.rules,
+            &state.silences,
+            &state.limits,
+            &route,
+            &params,
+            now,
+        )
     })
     .await;
     match answer {
@@ -235,10 +251,17 @@ async fn v2(state: Arc<HttpState>, route: String, req: Request<Incoming>) -> Res
         }
     };
     let now = patrol_shared::model::now_ms();
-    let answer = tokio::task::spawn_blocking(move || silences::serve(&state.silences, &method, &route, &body, now)).await;
+    let answer = tokio::task::spawn_blocking(move || {
+        silences::serve(&state.silences, &method, &route, &body, now)
+    })
+    .await;
     match answer {
         Ok(Some(a)) => respond(a.status, JSON, a.body),
-        Ok(None) => respond(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "no such API route\n".into()),
+        Ok(None) => respond(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "no such API route\n".into(),
+        ),
         Err(e) => respond(
             StatusCode::INTERNAL_SERVER_ERROR,
             JSON,

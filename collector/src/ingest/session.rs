@@ -1,5 +1,10 @@
 //! One agent connection, from the TLS handshake to its end: Hello, Welcome,
 //! then batches acked as they are stored and heartbeats answered.
+//!
+//! A batch is acked once its inspection records and file-integrity events
+//! ([`Store::record`]) and then its samples ([`Store::append`]) are durable:
+//! both run in one blocking step, and an error in either leaves the batch
+//! unacked, so the agent sends it again.
 
 use std::sync::Arc;
 
@@ -15,7 +20,7 @@ use tracing::{debug, info, warn};
 
 use super::stamp::{self, Rejected};
 use super::{handshake, IngestContext, Peer};
-use crate::storage::{Appended, StampedBatch};
+use crate::storage::{Appended, BatchRecords, StampedBatch, Store, FIM_EVENT_KIND};
 
 /// Why a session ended; logged once.
 enum End {
@@ -47,7 +52,6 @@ pub async fn run(ctx: Arc<IngestContext>, tcp: TcpStream, peer: Peer, cancel: Ca
         host,
         buf: Vec::new(),
         static_labels: Vec::new(),
-        inspections: 0,
     };
     let end = session.serve(&mut tls, &cancel).await;
     session.finish(&mut tls, end).await;
@@ -59,8 +63,6 @@ struct Session<'a> {
     host: String,
     buf: Vec<u8>,
     static_labels: Vec<Label>,
-    /// Inspection records received in this session; not stored yet.
-    inspections: u64,
 }
 
 impl Session<'_> {
@@ -169,6 +171,12 @@ impl Session<'_> {
         let seq = batch.seq;
         let mut rejected = Rejected::default();
         let mut sets = Vec::new();
+        let mut records = BatchRecords {
+            host: self.host.clone(),
+            stream_id,
+            seq,
+            ..BatchRecords::default()
+        };
         for entry in batch.entries {
             match entry {
                 Entry::Samples(set) => sets.push(stamp::stamp(
@@ -178,19 +186,19 @@ impl Session<'_> {
                     &mut rejected,
                 )),
                 Entry::Event(event) => {
-                    info!(host = %self.host, kind = %event.kind, message = %event.message, "agent event")
+                    info!(host = %self.host, kind = %event.kind, message = %event.message, "agent event");
+                    if event.kind == FIM_EVENT_KIND {
+                        records.fim_events.push(event);
+                    }
                 }
-                // Accepted and acked with its batch; storing and serving
-                // inspections is the collector's next step.
                 Entry::Inspection(inspection) => {
-                    self.inspections += 1;
                     debug!(
                         host = %self.host,
                         checks = inspection.results.len(),
                         score = ?inspection.score,
-                        received = self.inspections,
-                        "inspection received (not stored)"
+                        "inspection received"
                     );
+                    records.inspections.push(inspection);
                 }
             }
         }
@@ -208,7 +216,7 @@ impl Session<'_> {
             sets,
         };
         let store = self.ctx.store.clone();
-        let outcome = tokio::task::spawn_blocking(move || store.append(stamped))
+        let outcome = tokio::task::spawn_blocking(move || store_batch(&*store, records, stamped))
             .await
             .map_err(|e| End::Storage(format!("store task failed: {e}")))?;
         match outcome {
@@ -286,6 +294,21 @@ impl Session<'_> {
         )
         .await;
     }
+}
+
+/// Records first, then samples: see [`Store::record`] for why this order
+/// keeps every acked batch's records exactly once.
+fn store_batch(
+    store: &dyn Store,
+    records: BatchRecords,
+    stamped: StampedBatch,
+) -> Result<Appended, crate::storage::StoreError> {
+    let (host, seq) = (records.host.clone(), records.seq);
+    let kept = store.record(records)?;
+    if kept > 0 {
+        debug!(%host, seq, records = kept, "inspection and file-integrity records stored");
+    }
+    store.append(stamped)
 }
 
 fn unsupported(version: u16) -> End {

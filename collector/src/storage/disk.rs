@@ -3,7 +3,9 @@
 //!
 //! Layout: `index/` is a sled database with the trees `series` (id →
 //! labels), `meta` (metric name → type and help) and `streams` (host →
-//! stream id and highest applied seq, as of the last WAL truncation);
+//! stream id and highest applied seq, as of the last WAL truncation), and
+//! the records agents send, `inspections` and `fim_events`
+//! ([`super::records`]);
 //! `wal/` holds the write-ahead log ([`super::wal`]) and `chunks/` the
 //! closed Gorilla chunks ([`super::segments`]), both append-only files
 //! deleted whole.
@@ -30,6 +32,9 @@ use super::chunk::ChunkReader;
 use super::commit::Committer;
 use super::head::{ClosedChunk, Head, Rejection};
 use super::index::{Labels, Matcher, SeriesId, SeriesIndex};
+use super::records::{
+    BatchRecords, FimEvent, InspectionRecord, InspectionSummary, RecordQuery, Records,
+};
 use super::segments::ChunkFiles;
 use super::wal::Wal;
 use super::{Appended, LatestFamily, LatestSample, StampedBatch, Store, StoreError, StoreStats};
@@ -108,6 +113,7 @@ struct Inner {
 pub struct DiskStore {
     db: sled::Db,
     trees: Trees,
+    records: Records,
     inner: Mutex<Inner>,
     committer: Committer,
     counters: Counters,
@@ -150,6 +156,7 @@ impl DiskStore {
             meta: open("meta")?,
             streams: open("streams")?,
         };
+        let records = Records::open(&db)?;
         let chunks_dir = path.join("chunks");
         let chunks = ChunkFiles::open(&chunks_dir).map_err(|e| cannot(&chunks_dir, &e))?;
         let mut state = State {
@@ -195,6 +202,7 @@ impl DiskStore {
         Ok(DiskStore {
             db,
             trees,
+            records,
             inner: Mutex::new(Inner {
                 state,
                 wal,
@@ -211,7 +219,7 @@ impl DiskStore {
 
     /// Background upkeep at time `now_ms`: close chunks of series quiet for
     /// two hours, delete WAL files wholly in closed chunks, and delete
-    /// chunks older than `retention_ms`.
+    /// chunks and records older than `retention_ms`.
     pub fn maintain(&self, now_ms: i64, retention_ms: i64) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let Inner { state, wal, .. } = &mut *inner;
@@ -238,6 +246,13 @@ impl DiskStore {
             .chunks
             .delete_before(now_ms.saturating_sub(retention_ms))
             .map_err(io_err("chunk files"))?;
+        drop(inner);
+        let deleted = self
+            .records
+            .delete_before(now_ms.saturating_sub(retention_ms))?;
+        if deleted > 0 {
+            tracing::debug!(deleted, "old inspection and file-integrity records deleted");
+        }
         Ok(())
     }
 
@@ -634,6 +649,28 @@ impl Store for DiskStore {
             .collect()
     }
 
+    fn record(&self, records: BatchRecords) -> Result<usize, StoreError> {
+        if records.is_empty() || records.seq <= self.last_applied(&records.host, records.stream_id)
+        {
+            return Ok(0);
+        }
+        // Not under the store's lock: the flush would hold up every
+        // agent's samples.
+        self.records.put(records, patrol_shared::model::now_ms())
+    }
+
+    fn inspections(&self, query: &RecordQuery) -> Result<Vec<InspectionSummary>, StoreError> {
+        self.records.inspections(query)
+    }
+
+    fn inspection(&self, id: &str) -> Result<Option<InspectionRecord>, StoreError> {
+        self.records.inspection(id)
+    }
+
+    fn fim_events(&self, query: &RecordQuery) -> Result<Vec<FimEvent>, StoreError> {
+        self.records.fim_events(query)
+    }
+
     fn stats(&self) -> StoreStats {
         let inner = self.lock();
         StoreStats {
@@ -825,6 +862,57 @@ mod tests {
             (stats.samples_out_of_order, stats.samples_duplicate),
             (2, 2)
         );
+    }
+
+    #[test]
+    fn records_of_a_replayed_batch_are_not_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        let records = |seq| BatchRecords {
+            host: "db".into(),
+            stream_id: 7,
+            seq,
+            inspections: Vec::new(),
+            fim_events: vec![patrol_shared::model::AgentEvent {
+                timestamp_ms: 1000 + seq as i64,
+                kind: super::super::FIM_EVENT_KIND.into(),
+                message: "/etc/hosts modified: mode 0644 → 0600".into(),
+            }],
+        };
+        assert_eq!(store.record(records(1)).unwrap(), 1);
+        store.append(batch("db", 7, 1, &[(1000, 1.0)])).unwrap();
+        assert_eq!(store.record(records(1)).unwrap(), 0, "seq 1 is applied");
+        assert_eq!(store.record(records(2)).unwrap(), 1);
+        drop(store);
+        let store = DiskStore::open(dir.path()).unwrap();
+        let events = store.fim_events(&RecordQuery::default()).unwrap();
+        let times: Vec<i64> = events.iter().map(|e| e.time_ms).collect();
+        assert_eq!(times, [1002, 1001]);
+    }
+
+    #[test]
+    fn retention_deletes_old_records_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        let hour = 3_600_000;
+        let event = |t: i64| patrol_shared::model::AgentEvent {
+            timestamp_ms: t,
+            kind: super::super::FIM_EVENT_KIND.into(),
+            message: format!("/etc/hosts{t} created: file"),
+        };
+        store
+            .record(BatchRecords {
+                host: "db".into(),
+                stream_id: 1,
+                seq: 1,
+                inspections: Vec::new(),
+                fim_events: vec![event(hour), event(40 * 24 * hour)],
+            })
+            .unwrap();
+        store.maintain(41 * 24 * hour, 30 * 24 * hour).unwrap();
+        let left = store.fim_events(&RecordQuery::default()).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].time_ms, 40 * 24 * hour);
     }
 
     #[test]

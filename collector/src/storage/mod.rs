@@ -6,7 +6,8 @@
 //! per agent stream, so that dropping replays and storing samples are one
 //! step. The store is [`disk::DiskStore`]: Gorilla chunks and a write-ahead
 //! log in append-only files, and a series index on sled, which nothing
-//! outside this module sees.
+//! outside this module sees. The same database keeps the inspection records
+//! and file-integrity events agents send ([`records`]).
 
 pub mod chunk;
 mod commit;
@@ -14,11 +15,16 @@ pub mod disk;
 pub mod head;
 pub mod index;
 pub mod maintenance;
+pub mod records;
 pub mod recovering;
 mod segments;
 mod wal;
 
 use patrol_shared::model::Family;
+
+pub use records::{
+    BatchRecords, FimEvent, InspectionRecord, InspectionSummary, RecordQuery, FIM_EVENT_KIND,
+};
 
 /// A batch ready to store: from one host's stream, labels stamped.
 #[derive(Debug, Clone)]
@@ -89,6 +95,43 @@ pub trait Store: Send + Sync + 'static {
     fn label_values(&self, name: &str, matchers: &[index::Matcher]) -> Vec<String>;
     /// Every metric name with its type and help.
     fn metadata(&self) -> Vec<(String, patrol_shared::model::MetricKind, String)>;
+
+    /// Keeps a batch's inspection records and file-integrity events;
+    /// returns once they are durable.
+    ///
+    /// Ingest calls this before [`Store::append`] with the same host, stream
+    /// and seq, and acks only after both returned. Records go first so that
+    /// a batch whose seq is applied always has its records kept: if storing
+    /// the samples then fails, the batch is not acked, the agent sends it
+    /// again, and its records are written again under the same keys (keys
+    /// are derived from host, stream, seq and place in the batch), so they
+    /// are never kept twice. A batch at or below the stream's applied seq is
+    /// a replay whose records are already kept: nothing is written.
+    ///
+    /// A separate call rather than a field of [`StampedBatch`], so that the
+    /// sample path and its other callers (remote write, rules) stay as they
+    /// are. Stores that keep no records refuse non-empty ones, so nothing is
+    /// acked and lost.
+    fn record(&self, records: BatchRecords) -> Result<usize, StoreError> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        Err(StoreError::Unavailable(
+            "this store keeps no inspection or file-integrity records".into(),
+        ))
+    }
+    /// Inspections, newest first, without their results.
+    fn inspections(&self, _query: &RecordQuery) -> Result<Vec<InspectionSummary>, StoreError> {
+        Err(no_records())
+    }
+    /// One inspection, whole; none if `id` names none.
+    fn inspection(&self, _id: &str) -> Result<Option<InspectionRecord>, StoreError> {
+        Err(no_records())
+    }
+    /// File-integrity events, newest first.
+    fn fim_events(&self, _query: &RecordQuery) -> Result<Vec<FimEvent>, StoreError> {
+        Err(no_records())
+    }
     /// Figures for the collector's own metrics.
     fn stats(&self) -> StoreStats {
         StoreStats {
@@ -96,6 +139,10 @@ pub trait Store: Send + Sync + 'static {
             ..StoreStats::default()
         }
     }
+}
+
+fn no_records() -> StoreError {
+    StoreError::Unavailable("this store keeps no records".into())
 }
 
 impl Default for StoreStats {

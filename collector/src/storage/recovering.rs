@@ -13,6 +13,7 @@ use tracing::{error, info};
 
 use super::disk::{DiskStore, SeriesSamples};
 use super::index::Matcher;
+use super::records::{BatchRecords, FimEvent, InspectionRecord, InspectionSummary, RecordQuery};
 use super::{Appended, LatestFamily, StampedBatch, Store, StoreError, StoreStats};
 
 const RETRY_EVERY: Duration = Duration::from_secs(1);
@@ -152,6 +153,23 @@ impl Store for Storage {
     }
     fn metadata(&self) -> Vec<(String, patrol_shared::model::MetricKind, String)> {
         self.store().map(|s| s.metadata()).unwrap_or_default()
+    }
+
+    fn record(&self, records: BatchRecords) -> Result<usize, StoreError> {
+        let store = self.store()?;
+        store.record(records).inspect_err(|e| self.fail(&store, e))
+    }
+
+    fn inspections(&self, query: &RecordQuery) -> Result<Vec<InspectionSummary>, StoreError> {
+        self.store()?.inspections(query)
+    }
+
+    fn inspection(&self, id: &str) -> Result<Option<InspectionRecord>, StoreError> {
+        self.store()?.inspection(id)
+    }
+
+    fn fim_events(&self, query: &RecordQuery) -> Result<Vec<FimEvent>, StoreError> {
+        self.store()?.fim_events(query)
     }
 
     fn stats(&self) -> StoreStats {
