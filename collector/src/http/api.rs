@@ -277,7 +277,9 @@ pub fn answer(
             "goVersion": "",
         }))),
         "rules" => Ok(Data::Json(rules.rules_json(params.get("type")))),
-        "alerts" => Ok(Data::Json(rules.alerts_json(|labels| silences.silencing(labels, now_ms)))),
+        "alerts" => Ok(Data::Json(
+            rules.alerts_json(|labels| silences.silencing(labels, now_ms)),
+        )),
         "query_exemplars" => Ok(Data::Json(json!([]))),
         "status/flags" => Ok(Data::Json(json!({}))),
         _ => match route
