@@ -1,6 +1,7 @@
 //! The baseline on the agent's schedule: the `[baseline]` config section,
-//! a task that runs the catalogue at start and every `interval` (on the
-//! blocking pool: it reads hundreds of files), hands each inspection to
+//! a task that runs the catalogue at start, every `interval` and on demand
+//! (SIGUSR1: `systemctl kill -s USR1 patrol-agent`, or `kill -USR1 PID`;
+//! on the blocking pool: it reads hundreds of files), hands each inspection to
 //! the link whole, and keeps its figures as metrics for every sample set:
 //!
 //! - `patrol_baseline_check_passed{check_id,category,severity}`: 1 pass,
@@ -127,10 +128,20 @@ async fn schedule(
     let mut ticker = tokio::time::interval(section.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let catalogue = section.catalogue();
+    let mut on_demand =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).ok();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = ticker.tick() => {}
+            Some(()) = async {
+                match on_demand.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                info!("SIGUSR1: running the security baseline now");
+            }
         }
         let (root, name, settings) = (section.root.clone(), host.clone(), catalogue.clone());
         let run = tokio::task::spawn_blocking(move || {
