@@ -69,6 +69,8 @@ pub async fn start(
         .map_err(|e| storage::StoreError::Unavailable(format!("open task failed: {e}")))??;
     let disk = Arc::new(disk);
     let store: Arc<dyn storage::Store> = disk.clone();
+    rules.restore(store.as_ref());
+    let silences = Arc::new(silence::SilenceBook::load(store.clone()));
     let telemetry = Arc::new(telemetry::Telemetry::new());
     let ingest_listener = bind(config.ingest.listen, "ingest.listen").await?;
     let http_listener = bind(config.http.listen, "http.listen").await?;
@@ -90,7 +92,7 @@ pub async fn start(
     );
     let http_state = Arc::new(http::HttpState {
         rules,
-        silences: Arc::new(silence::SilenceBook::in_memory()),
+        silences,
         store,
         telemetry,
         limits: config.query.limits(),

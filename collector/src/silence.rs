@@ -253,6 +253,42 @@ impl SilenceBook {
         }
     }
 
+    /// The book kept in `store` (state key `silences`): read now, written
+    /// after every change. Unreadable kept silences are logged and left
+    /// out, never a reason not to start.
+    pub fn load(store: std::sync::Arc<dyn crate::storage::Store>) -> SilenceBook {
+        const KEY: &str = "silences";
+        let initial = match store.get_state(KEY) {
+            Ok(Some(bytes)) => {
+                match bincode::serde::decode_from_slice::<Silences, _>(
+                    &bytes,
+                    bincode::config::standard(),
+                ) {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "kept silences unreadable; starting with none");
+                        Silences::default()
+                    }
+                }
+            }
+            Ok(None) => Silences::default(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the kept silences; starting with none");
+                Silences::default()
+            }
+        };
+        SilenceBook::new(
+            initial,
+            Box::new(move |set| {
+                let bytes = bincode::serde::encode_to_vec(set, bincode::config::standard())
+                    .map_err(|e| e.to_string())?;
+                store
+                    .put_state(KEY, Some(&bytes))
+                    .map_err(|e| e.to_string())
+            }),
+        )
+    }
+
     /// A book kept in memory only (tests).
     pub fn in_memory() -> SilenceBook {
         SilenceBook::new(Silences::default(), Box::new(|_| Ok(())))
@@ -405,6 +441,21 @@ mod tests {
         set.expire(&id, 120).unwrap();
         assert!(set.silencing(&db, 150).is_empty());
         assert_eq!(set.by_id[&id].ends_at, 120);
+    }
+
+    #[test]
+    fn silences_outlive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = {
+            let store: std::sync::Arc<dyn crate::storage::Store> =
+                std::sync::Arc::new(crate::storage::disk::DiskStore::open(dir.path()).unwrap());
+            let book = SilenceBook::load(store);
+            book.put(silence(&["host=\"db\""], 0, 1000), 0).unwrap()
+        };
+        let store: std::sync::Arc<dyn crate::storage::Store> =
+            std::sync::Arc::new(crate::storage::disk::DiskStore::open(dir.path()).unwrap());
+        let book = SilenceBook::load(store);
+        assert_eq!(book.silencing(&labels(&[("host", "db")]), 500), [id]);
     }
 
     #[test]

@@ -107,7 +107,9 @@ impl Manager {
     }
 
     /// Evaluates every group whose interval slot containing `now_ms` has
-    /// not been evaluated yet, at the slot's start.
+    /// not been evaluated yet, at the slot's start, and keeps each group's
+    /// alert state in the store, so a restart neither loses a firing alert
+    /// nor starts it over.
     pub fn evaluate_due(&self, store: &dyn Store, limits: &Limits, now_ms: i64) {
         let default_ms = self.settings.interval.as_millis() as i64;
         let mut groups = self.lock();
@@ -116,7 +118,43 @@ impl Manager {
             let slot = now_ms - now_ms.rem_euclid(interval);
             if g.last_evaluation.is_none_or(|last| last < slot) {
                 g.evaluate(store, limits, slot, &self.settings.external_labels);
+                if let Err(e) = save(store, g) {
+                    tracing::warn!(group = %g.group.name, error = %e, "cannot keep the alert state");
+                }
             }
+        }
+    }
+
+    /// Takes back the alert state kept by a previous run, for rules whose
+    /// group, name and expression are the same.
+    pub fn restore(&self, store: &dyn Store) {
+        let mut groups = self.lock();
+        for g in groups.values_mut().flatten() {
+            let saved: Vec<SavedRule> = match store.get_state(&state_key(&g.group)) {
+                Ok(Some(bytes)) => {
+                    match bincode::serde::decode_from_slice(&bytes, bincode::config::standard()) {
+                        Ok((saved, _)) => saved,
+                        Err(e) => {
+                            tracing::warn!(group = %g.group.name, error = %e, "kept alert state unreadable; starting afresh");
+                            continue;
+                        }
+                    }
+                }
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(group = %g.group.name, error = %e, "cannot read the kept alert state");
+                    continue;
+                }
+            };
+            for (i, rule) in g.group.rules.iter().enumerate() {
+                if let Some(s) = saved
+                    .iter()
+                    .find(|s| s.name == rule.name() && s.expr == rule.expr)
+                {
+                    g.alerts[i] = s.alerts.clone();
+                }
+            }
+            g.last_evaluation = saved.first().and_then(|s| s.last_evaluation);
         }
     }
 
@@ -223,6 +261,39 @@ impl Manager {
             })
             .collect()
     }
+}
+
+/// A rule's alert state as kept in the store.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedRule {
+    name: String,
+    expr: String,
+    alerts: super::alert::AlertSet,
+    last_evaluation: Option<i64>,
+}
+
+fn state_key(g: &Group) -> String {
+    format!("alerts/{}/{}", g.file.display(), g.name)
+}
+
+fn save(store: &dyn Store, g: &GroupState) -> Result<(), String> {
+    let saved: Vec<SavedRule> = g
+        .group
+        .rules
+        .iter()
+        .zip(&g.alerts)
+        .map(|(r, a)| SavedRule {
+            name: r.name().to_owned(),
+            expr: r.expr.clone(),
+            alerts: a.clone(),
+            last_evaluation: g.last_evaluation,
+        })
+        .collect();
+    let bytes = bincode::serde::encode_to_vec(&saved, bincode::config::standard())
+        .map_err(|e| e.to_string())?;
+    store
+        .put_state(&state_key(&g.group), Some(&bytes))
+        .map_err(|e| e.to_string())
 }
 
 /// New groups of a file, with the alert state of rules that kept their
@@ -406,6 +477,20 @@ mod tests {
         assert_eq!(m.active_states()[0].1, State::Firing, "state carried over");
         let rules = m.rules_json(Some("record"));
         assert_eq!(rules["groups"][0]["rules"][0]["name"], "two");
+        // A restart finds the alert firing still, from the same moment.
+        let fired_at = |m: &Manager| {
+            m.lock().values().flatten().next().unwrap().alerts[0]
+                .active()
+                .next()
+                .and_then(|a| a.fired_at)
+        };
+        let before = fired_at(&m);
+        drop(m);
+        let again = Manager::load(settings(vec![path.clone()])).unwrap();
+        again.restore(&store);
+        assert_eq!(again.active_states()[0].1, State::Firing);
+        assert_eq!(fired_at(&again), before);
+        let m = again;
         let alerts = m.alerts_json(|_| vec!["s1".into()]);
         assert_eq!(alerts["alerts"][0]["value"], "1e+00");
         assert_eq!(alerts["alerts"][0]["silencedBy"][0], "s1");

@@ -78,6 +78,9 @@ struct Trees {
     series: sled::Tree,
     meta: sled::Tree,
     streams: sled::Tree,
+    /// Small state other parts of the collector keep (alert state,
+    /// silences), by key.
+    state: sled::Tree,
 }
 
 #[derive(Default)]
@@ -155,6 +158,7 @@ impl DiskStore {
             series: open("series")?,
             meta: open("meta")?,
             streams: open("streams")?,
+            state: open("state")?,
         };
         let records = Records::open(&db)?;
         let chunks_dir = path.join("chunks");
@@ -647,6 +651,25 @@ impl Store for DiskStore {
             .iter()
             .map(|(name, (kind, help))| (name.clone(), *kind, help.clone()))
             .collect()
+    }
+
+    fn put_state(&self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        match value {
+            Some(v) => self.trees.state.insert(key.as_bytes(), v).map(|_| ()),
+            None => self.trees.state.remove(key.as_bytes()).map(|_| ()),
+        }
+        .map_err(sled_err)?;
+        self.trees.state.flush().map_err(sled_err)?;
+        Ok(())
+    }
+
+    fn get_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .trees
+            .state
+            .get(key.as_bytes())
+            .map_err(sled_err)?
+            .map(|v| v.to_vec()))
     }
 
     fn record(&self, records: BatchRecords) -> Result<usize, StoreError> {

@@ -96,6 +96,17 @@ pub trait Store: Send + Sync + 'static {
     /// Every metric name with its type and help.
     fn metadata(&self) -> Vec<(String, patrol_shared::model::MetricKind, String)>;
 
+    /// Keeps (or, with None, deletes) a small piece of state other parts
+    /// of the collector need across restarts (alert state, silences);
+    /// returns once it is durable.
+    fn put_state(&self, _key: &str, _value: Option<&[u8]>) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("this store keeps no state".into()))
+    }
+    /// The state kept under `key`.
+    fn get_state(&self, _key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+
     /// Keeps a batch's inspection records and file-integrity events;
     /// returns once they are durable.
     ///

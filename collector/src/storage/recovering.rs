@@ -109,6 +109,17 @@ impl Storage {
 }
 
 impl Store for Storage {
+    fn put_state(&self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        let store = self.store()?;
+        store
+            .put_state(key, value)
+            .inspect_err(|e| self.fail(&store, e))
+    }
+
+    fn get_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store()?.get_state(key)
+    }
+
     fn last_applied(&self, host: &str, stream_id: u64) -> u64 {
         self.store()
             .map(|s| s.last_applied(host, stream_id))
