@@ -110,6 +110,18 @@ pub struct AgentEvent {
     pub message: String,
 }
 
+/// A time in Unix milliseconds as RFC 3339 (`2026-11-25T14:00:00.5Z`), as
+/// APIs show times; empty for a time outside what RFC 3339 can write.
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

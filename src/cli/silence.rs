@@ -57,16 +57,6 @@ fn whoami() -> String {
     std::env::var("USER").unwrap_or_else(|_| "unknown".into())
 }
 
-fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 pub fn run(args: SilenceArgs) -> anyhow::Result<()> {
     let token = std::fs::read_to_string(&args.token_file)
         .with_context(|| format!("cannot read the token file {}", args.token_file.display()))?
@@ -100,8 +90,8 @@ pub fn run(args: SilenceArgs) -> anyhow::Result<()> {
                 };
                 let body = json!({
                     "matchers": parsed,
-                    "startsAt": rfc3339(starts),
-                    "endsAt": rfc3339(starts + duration_ms),
+                    "startsAt": patrol_shared::model::rfc3339(starts),
+                    "endsAt": patrol_shared::model::rfc3339(starts + duration_ms),
                     "createdBy": author,
                     "comment": comment,
                 });

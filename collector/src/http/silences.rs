@@ -41,19 +41,7 @@ struct Posted {
 }
 
 fn parse_time(field: &str, s: &str) -> Result<i64, String> {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-        .map_err(|e| format!("{field}: {s:?} is not an RFC 3339 time: {e}"))
-}
-
-fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
+    super::api::parse_time(field, s).map_err(|e| e.to_string())
 }
 
 /// A silence in Alertmanager's `gettableSilence` shape.
@@ -62,9 +50,9 @@ pub fn silence_json(s: &Silence, now: i64) -> Json {
         "id": s.id,
         "status": { "state": s.state(now).as_str() },
         "matchers": s.matchers,
-        "startsAt": rfc3339(s.starts_at),
-        "endsAt": rfc3339(s.ends_at),
-        "updatedAt": rfc3339(s.starts_at.min(now)),
+        "startsAt": patrol_shared::model::rfc3339(s.starts_at),
+        "endsAt": patrol_shared::model::rfc3339(s.ends_at),
+        "updatedAt": patrol_shared::model::rfc3339(s.starts_at.min(now)),
         "createdBy": s.created_by,
         "comment": s.comment,
     })

@@ -333,16 +333,10 @@ fn alert_json(a: &super::alert::Alert) -> Json {
 }
 
 fn rfc3339(ms: Option<i64>) -> String {
-    let Some(ms) = ms else {
-        return "0001-01-01T00:00:00Z".into();
-    };
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
+    match ms {
+        Some(ms) => patrol_shared::model::rfc3339(ms),
+        None => "0001-01-01T00:00:00Z".into(),
+    }
 }
 
 /// Evaluates due groups every second and reloads on SIGHUP or a change to

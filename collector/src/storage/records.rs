@@ -135,17 +135,6 @@ struct FimRow {
     message: String,
 }
 
-/// RFC 3339 of Unix ms; empty for times the calendar cannot hold.
-fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 /// The file and the kind of change a file-integrity message names; the
 /// messages are written by the agent (`agent/src/fim/state.rs`,
 /// `Change::describe`) as `PATH created: …`, `PATH deleted (was …)`,
@@ -273,7 +262,7 @@ impl Records {
             out.push(InspectionSummary {
                 id: key_hex(&k),
                 host: row.host,
-                time: rfc3339(i.time_ms),
+                time: patrol_shared::model::rfc3339(i.time_ms),
                 time_ms: i.time_ms,
                 received_ms: row.received_ms,
                 root: i.root,
@@ -301,7 +290,7 @@ impl Records {
         let row: InspectionRow = decode(&v, "inspection")?;
         Ok(Some(InspectionRecord {
             id: key_hex(&k),
-            time: rfc3339(row.inspection.time_ms),
+            time: patrol_shared::model::rfc3339(row.inspection.time_ms),
             received_ms: row.received_ms,
             inspection: row.inspection,
         }))
@@ -326,7 +315,7 @@ impl Records {
                 path: path.map(str::to_owned),
                 change,
                 host: row.host,
-                time: rfc3339(row.time_ms),
+                time: patrol_shared::model::rfc3339(row.time_ms),
                 time_ms: row.time_ms,
                 received_ms: row.received_ms,
                 message: row.message,
@@ -447,7 +436,10 @@ mod tests {
         assert_eq!(all[0].checks, 1);
         assert_eq!(all[0].received_ms, 5000);
         assert_eq!(all[0].time, "1970-01-01T00:00:03Z");
-        assert_eq!(rfc3339(1_795_615_387_412), "2026-11-25T14:03:07.412Z");
+        assert_eq!(
+            patrol_shared::model::rfc3339(1_795_615_387_412),
+            "2026-11-25T14:03:07.412Z"
+        );
 
         let db_since = RecordQuery {
             host: Some("db".into()),
