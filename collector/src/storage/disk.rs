@@ -672,6 +672,17 @@ impl Store for DiskStore {
             .map(|v| v.to_vec()))
     }
 
+    fn state_entries(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.trees
+            .state
+            .scan_prefix(prefix.as_bytes())
+            .map(|item| {
+                let (k, v) = item.map_err(sled_err)?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+            })
+            .collect()
+    }
+
     fn record(&self, records: BatchRecords) -> Result<usize, StoreError> {
         if records.is_empty() || records.seq <= self.last_applied(&records.host, records.stream_id)
         {

@@ -106,6 +106,10 @@ pub trait Store: Send + Sync + 'static {
     fn get_state(&self, _key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(None)
     }
+    /// Every piece of state whose key starts with `prefix`, in key order.
+    fn state_entries(&self, _prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(Vec::new())
+    }
 
     /// Keeps a batch's inspection records and file-integrity events;
     /// returns once they are durable.

@@ -120,6 +120,10 @@ impl Store for Storage {
         self.store()?.get_state(key)
     }
 
+    fn state_entries(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.store()?.state_entries(prefix)
+    }
+
     fn last_applied(&self, host: &str, stream_id: u64) -> u64 {
         self.store()
             .map(|s| s.last_applied(host, stream_id))
