@@ -9,6 +9,7 @@ pub mod config;
 pub mod http;
 pub mod ingest;
 mod listener;
+pub mod notify;
 pub mod query;
 pub mod rules;
 pub mod silence;

@@ -1,0 +1,145 @@
+//! Notifications: alerts in, messages to people out, reliably.
+//!
+//! The pipeline, one way:
+//!
+//! 1. an [`AlertSource`] (the rule manager) gives the current alerts as
+//!    [`Alert`]s;
+//! 2. the dispatcher (`dispatch`) routes them through the [`config`]'s
+//!    routing tree (`route`, `matcher`), groups them and decides, on an
+//!    injected clock, which group messages are due, as Alertmanager does;
+//! 3. each due [`Notification`] is written to the durable outbox
+//!    ([`outbox::OutboxStore`]) through [`delivery::Outbox`];
+//! 4. the [`delivery::Worker`] renders it for its receiver kind
+//!    (`receivers`: Alertmanager's webhook format from [`payload`],
+//!    DingTalk, WeCom, Feishu, Slack, or an Alertmanager), posts it
+//!    (`transport`, HTTP or HTTPS), retries with backoff until a deadline,
+//!    records every attempt and counts it ([`metrics`]).
+//!
+//! [`Notifier`] runs steps 1–4 as one task. The outbox's sled store lives
+//! in `storage`; this module only defines what it must do.
+
+pub mod config;
+pub mod delivery;
+pub(crate) mod dispatch;
+pub(crate) mod matcher;
+pub mod metrics;
+pub mod outbox;
+pub mod payload;
+pub(crate) mod receivers;
+pub(crate) mod route;
+pub(crate) mod transport;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::error;
+
+pub use config::NotifyConfig;
+pub use metrics::NotificationCounters;
+pub use outbox::{MemoryOutbox, OutboxError, OutboxStore};
+pub use payload::{Alert, Notification};
+
+/// Wall-clock time in ms since the epoch; tests pass their own.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(patrol_shared::model::now_ms)
+}
+
+/// How often the dispatcher looks at the alerts.
+const DISPATCH_TICK: Duration = Duration::from_secs(1);
+
+/// Why the notifier could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("invalid notify configuration:\n  - {}", .0.join("\n  - "))]
+    Config(Vec<String>),
+    #[error("notify.receivers {receiver:?}: TLS: {reason}")]
+    Tls { receiver: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] OutboxError),
+}
+
+/// Where the notifier reads the current alerts: firing ones, and resolved
+/// ones for as long as they are kept (pending ones are left out).
+pub trait AlertSource: Send + Sync {
+    fn alerts(&self) -> Vec<Alert>;
+}
+
+/// The whole pipeline; see the module comment.
+pub struct Notifier {
+    dispatcher: dispatch::Dispatcher,
+    outbox: delivery::Outbox,
+    worker: delivery::Worker,
+    counters: Arc<NotificationCounters>,
+    clock: Clock,
+}
+
+impl Notifier {
+    /// Checks the config, sets up the receivers and loads what the outbox
+    /// store still holds from before a restart.
+    pub async fn open(
+        config: &NotifyConfig,
+        store: Arc<dyn OutboxStore>,
+        clock: Clock,
+    ) -> Result<Notifier, NotifyError> {
+        let problems = config.problems();
+        if !problems.is_empty() {
+            return Err(NotifyError::Config(problems));
+        }
+        let dispatcher = dispatch::Dispatcher::new(config).map_err(NotifyError::Config)?;
+        let counters = Arc::new(NotificationCounters::new(
+            config.receivers.iter().map(|r| r.name.clone()),
+        ));
+        let (outbox, worker) =
+            delivery::open(config, store, counters.clone(), clock.clone()).await?;
+        Ok(Notifier {
+            dispatcher,
+            outbox,
+            worker,
+            counters,
+            clock,
+        })
+    }
+
+    /// The delivery counters, for `/metrics`.
+    pub fn counters(&self) -> Arc<NotificationCounters> {
+        self.counters.clone()
+    }
+
+    /// A handle to queue notifications directly (ticket events, tests).
+    pub fn outbox(&self) -> delivery::Outbox {
+        self.outbox.clone()
+    }
+
+    /// Dispatches the source's alerts every second and delivers what is
+    /// due, until `cancel` fires.
+    pub async fn run(self, source: Arc<dyn AlertSource>, cancel: CancellationToken) {
+        let Notifier {
+            mut dispatcher,
+            outbox,
+            worker,
+            clock,
+            ..
+        } = self;
+        let dispatching = async {
+            let mut tick = tokio::time::interval(DISPATCH_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let alerts = source.alerts();
+                for n in dispatcher.process(clock(), &alerts) {
+                    if let Err(e) = outbox.enqueue(n).await {
+                        error!(error = %e, "cannot queue a notification");
+                    }
+                }
+            }
+        };
+        tokio::join!(worker.run(cancel.clone()), dispatching);
+    }
+}

@@ -1,0 +1,299 @@
+//! The durable outbox: notifications waiting to be delivered, and the log
+//! of delivery attempts, behind [`OutboxStore`].
+//!
+//! A notification is put in the store before the first attempt and removed
+//! only once its receiver accepted it (or it was given up), so one that is
+//! pending when the collector stops is delivered after it starts again.
+//! The store is small on purpose: the collector keeps it in a sled tree of
+//! its database (implemented in `storage`), tests in [`MemoryOutbox`].
+//! Records are plain serde structs; [`OutboxRecord::encode`] and
+//! [`Attempt::encode`] give the bytes a store keeps (a version byte, then
+//! bincode), and keys are ids as big-endian bytes, so they sort by age.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::payload::Notification;
+
+/// A notification's id: unique, and increasing with the time it was queued.
+pub type OutboxId = u64;
+
+/// One pending notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    pub id: OutboxId,
+    /// When it was queued (ms); the delivery deadline counts from here.
+    pub queued_at: i64,
+    pub notification: Notification,
+}
+
+/// What came of one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The receiver accepted it; the notification left the outbox.
+    Delivered,
+    /// It failed; another attempt follows.
+    Failed,
+    /// It failed and the deadline has passed (or the receiver is no longer
+    /// configured); the notification left the outbox undelivered.
+    GivenUp,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 3] = [Outcome::Delivered, Outcome::Failed, Outcome::GivenUp];
+
+    /// The `outcome` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Failed => "failed",
+            Outcome::GivenUp => "given_up",
+        }
+    }
+}
+
+/// One delivery attempt, for the delivery log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub id: OutboxId,
+    pub receiver: String,
+    pub group_key: String,
+    /// When the attempt started (ms).
+    pub at: i64,
+    /// 1 for the first attempt (since this collector started).
+    pub number: u32,
+    /// The HTTP status, when there was an answer.
+    pub status: Option<u16>,
+    /// Why it failed; `None` when delivered.
+    pub error: Option<String>,
+    pub outcome: Outcome,
+}
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("outbox store unavailable: {0}")]
+    Unavailable(String),
+    #[error("cannot encode an outbox {0}")]
+    Encode(String),
+    #[error("outbox record {key}: cannot decode: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// Where pending notifications and the delivery log are kept. Calls may
+/// block (disk); the delivery worker makes them off the async runtime.
+pub trait OutboxStore: Send + Sync {
+    /// Stores (or replaces) a pending notification; durable on return.
+    fn put(&self, record: &OutboxRecord) -> Result<(), OutboxError>;
+    /// Removes a notification; removing a missing id is not an error.
+    fn remove(&self, id: OutboxId) -> Result<(), OutboxError>;
+    /// Every pending notification, oldest first.
+    fn list(&self) -> Result<Vec<OutboxRecord>, OutboxError>;
+    /// Appends to the delivery log (the store may drop its oldest entries).
+    fn record_attempt(&self, attempt: &Attempt) -> Result<(), OutboxError>;
+    /// The newest `limit` attempts, newest first.
+    fn attempts(&self, limit: usize) -> Result<Vec<Attempt>, OutboxError>;
+}
+
+/// Version of the encoded records.
+const FORMAT: u8 = 1;
+/// The most bytes one decoded record may take.
+const DECODE_LIMIT: usize = 16 << 20;
+
+fn encode<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>, OutboxError> {
+    let mut out = vec![FORMAT];
+    let bytes = bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .map_err(|e| OutboxError::Encode(format!("{what}: {e}")))?;
+    out.extend(bytes);
+    Ok(out)
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, OutboxError> {
+    let corrupt = |reason: String| OutboxError::Corrupt {
+        key: key.to_owned(),
+        reason,
+    };
+    match bytes.split_first() {
+        Some((&FORMAT, rest)) => {
+            let config = bincode::config::standard().with_limit::<DECODE_LIMIT>();
+            bincode::serde::decode_from_slice(rest, config)
+                .map(|(v, _)| v)
+                .map_err(|e| corrupt(e.to_string()))
+        }
+        Some((v, _)) => Err(corrupt(format!("unknown format version {v}"))),
+        None => Err(corrupt("empty".into())),
+    }
+}
+
+impl OutboxRecord {
+    /// The store key: the id, big-endian.
+    pub fn key(&self) -> [u8; 8] {
+        self.id.to_be_bytes()
+    }
+
+    pub fn encode(&self) -> Result<Vec<u8>, OutboxError> {
+        encode("notification", self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<OutboxRecord, OutboxError> {
+        decode("notification", bytes)
+    }
+}
+
+impl Attempt {
+    pub fn encode(&self) -> Result<Vec<u8>, OutboxError> {
+        encode("attempt", self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Attempt, OutboxError> {
+        decode("attempt", bytes)
+    }
+}
+
+/// An outbox in memory, for tests and for running without a database.
+/// Records go through [`OutboxRecord::encode`] so tests cover the codec.
+#[derive(Debug)]
+pub struct MemoryOutbox {
+    inner: Mutex<Memory>,
+    max_attempts: usize,
+}
+
+#[derive(Debug, Default)]
+struct Memory {
+    pending: BTreeMap<OutboxId, Vec<u8>>,
+    attempts: VecDeque<Attempt>,
+}
+
+impl Default for MemoryOutbox {
+    fn default() -> Self {
+        MemoryOutbox::new(10_000)
+    }
+}
+
+impl MemoryOutbox {
+    /// Keeps at most `max_attempts` log entries.
+    pub fn new(max_attempts: usize) -> MemoryOutbox {
+        MemoryOutbox {
+            inner: Mutex::new(Memory::default()),
+            max_attempts,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl OutboxStore for MemoryOutbox {
+    fn put(&self, record: &OutboxRecord) -> Result<(), OutboxError> {
+        let bytes = record.encode()?;
+        self.lock().pending.insert(record.id, bytes);
+        Ok(())
+    }
+
+    fn remove(&self, id: OutboxId) -> Result<(), OutboxError> {
+        self.lock().pending.remove(&id);
+        Ok(())
+    }
+
+    fn list(&self) -> Result<Vec<OutboxRecord>, OutboxError> {
+        self.lock()
+            .pending
+            .values()
+            .map(|b| OutboxRecord::decode(b))
+            .collect()
+    }
+
+    fn record_attempt(&self, attempt: &Attempt) -> Result<(), OutboxError> {
+        let mut m = self.lock();
+        m.attempts.push_back(attempt.clone());
+        while m.attempts.len() > self.max_attempts {
+            m.attempts.pop_front();
+        }
+        Ok(())
+    }
+
+    fn attempts(&self, limit: usize) -> Result<Vec<Attempt>, OutboxError> {
+        Ok(self
+            .lock()
+            .attempts
+            .iter()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::payload::tests::sample;
+
+    fn record(id: OutboxId) -> OutboxRecord {
+        OutboxRecord {
+            id,
+            queued_at: 5,
+            notification: sample(),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_through_their_encoding() {
+        let r = record(7);
+        assert_eq!(OutboxRecord::decode(&r.encode().unwrap()).unwrap(), r);
+        let a = Attempt {
+            id: 7,
+            receiver: "ops".into(),
+            group_key: "{}:{}".into(),
+            at: 9,
+            number: 2,
+            status: Some(500),
+            error: Some("HTTP 500".into()),
+            outcome: Outcome::Failed,
+        };
+        assert_eq!(Attempt::decode(&a.encode().unwrap()).unwrap(), a);
+        let mut bad = r.encode().unwrap();
+        bad[0] = 99;
+        assert!(OutboxRecord::decode(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown format version 99"));
+        assert!(OutboxRecord::decode(&r.encode().unwrap()[..10]).is_err());
+    }
+
+    #[test]
+    fn the_memory_outbox_lists_oldest_first_and_bounds_its_log() {
+        let store = MemoryOutbox::new(2);
+        for id in [3, 1, 2] {
+            store.put(&record(id)).unwrap();
+        }
+        store.remove(2).unwrap();
+        store.remove(42).unwrap();
+        let ids: Vec<OutboxId> = store.list().unwrap().iter().map(|r| r.id).collect();
+        assert_eq!(ids, [1, 3]);
+        for number in 1..=3 {
+            let a = Attempt {
+                id: 1,
+                receiver: "ops".into(),
+                group_key: String::new(),
+                at: 0,
+                number,
+                status: None,
+                error: None,
+                outcome: Outcome::Delivered,
+            };
+            store.record_attempt(&a).unwrap();
+        }
+        let numbers: Vec<u32> = store
+            .attempts(10)
+            .unwrap()
+            .iter()
+            .map(|a| a.number)
+            .collect();
+        assert_eq!(numbers, [3, 2]);
+    }
+}
