@@ -26,6 +26,9 @@ pub struct CollectorConfig {
     pub query: QueryConfig,
     #[serde(default)]
     pub rules: RulesConfig,
+    /// Notifications (docs/notifications.md); none are sent without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<crate::notify::NotifyConfig>,
 }
 
 /// `[rules]`: alerting and recording rules.
@@ -199,6 +202,9 @@ impl CollectorConfig {
                 }
             }
         }
+        if let Some(notify) = &mut config.notify {
+            notify.resolve(base);
+        }
         for file in &mut config.rules.files {
             if file.is_relative() {
                 *file = base.join(&*file);
@@ -263,6 +269,9 @@ impl CollectorConfig {
                 ));
             }
         }
+        if let Some(notify) = &self.notify {
+            problems.extend(notify.problems());
+        }
         if self.query.timeout.is_zero() {
             problems.push("query.timeout: must be over 0".into());
         }
@@ -309,6 +318,7 @@ impl CollectorConfig {
             http: HttpConfig::default(),
             query: QueryConfig::default(),
             rules: RulesConfig::default(),
+            notify: None,
             storage: StorageConfig {
                 path: data_dir.to_owned(),
                 ..StorageConfig::default()

@@ -35,6 +35,8 @@ pub enum StartError {
     Storage(#[from] storage::StoreError),
     #[error("rules: {0}")]
     Rules(#[from] rules::file::RuleError),
+    #[error("notifications: {0}")]
+    Notify(#[from] notify::NotifyError),
     #[error("cannot listen on {addr} ({what}): {error}")]
     Bind {
         addr: SocketAddr,
@@ -91,7 +93,24 @@ pub async fn start(
         config.query.limits(),
         cancel.clone(),
     );
+    let notifier = match &config.notify {
+        Some(notify_config) => {
+            let outbox = Arc::new(notify::store_outbox::StoreOutbox::new(store.clone()));
+            let clock = notify::system_clock();
+            let notifier = notify::Notifier::open(notify_config, outbox, clock.clone()).await?;
+            let source = Arc::new(notify::source::RuleAlerts {
+                rules: rules.clone(),
+                silences: silences.clone(),
+                generator_url: notify_config.external_url.clone(),
+                clock,
+            });
+            Some((notifier, source))
+        }
+        None => None,
+    };
+    let notifications = notifier.as_ref().map(|(n, _)| n.counters());
     let http_state = Arc::new(http::HttpState {
+        notifications,
         rules,
         silences,
         store,
@@ -110,6 +129,9 @@ pub async fn start(
     tasks.spawn(ingest::serve(ingest_listener, ingest_ctx, cancel.clone()));
     tasks.spawn(http::serve(http_listener, http_state, cancel.clone()));
     tasks.spawn(rules_task);
+    if let Some((notifier, source)) = notifier {
+        tasks.spawn(notifier.run(source, cancel.clone()));
+    }
     tasks.spawn(storage::maintenance::run(
         disk,
         config.storage.retention,

@@ -33,6 +33,8 @@ const MAX_BODY: usize = 1 << 20;
 
 /// What the handlers read.
 pub struct HttpState {
+    /// Delivery counters, when notifications are configured.
+    pub notifications: Option<Arc<crate::notify::NotificationCounters>>,
     pub rules: Arc<crate::rules::manager::Manager>,
     pub silences: Arc<crate::silence::SilenceBook>,
     pub store: Arc<dyn Store>,
@@ -152,11 +154,11 @@ async fn route(state: Arc<HttpState>, req: Request<Incoming>) -> Response<Full<B
     match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/metrics") => {
             let since = patrol_shared::model::now_ms() - STALE_AFTER.as_millis() as i64;
-            let body = exposition::render(
-                &state.store.latest(since),
-                &state.store.stats(),
-                &state.telemetry,
-            );
+            let mut families = state.store.latest(since);
+            if let Some(counters) = &state.notifications {
+                families.push(counters.family(patrol_shared::model::now_ms()));
+            }
+            let body = exposition::render(&families, &state.store.stats(), &state.telemetry);
             respond(StatusCode::OK, exposition::CONTENT_TYPE, body)
         }
         (&Method::GET | &Method::HEAD, "/-/healthy" | "/-/ready") => {

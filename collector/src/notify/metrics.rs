@@ -56,6 +56,24 @@ impl NotificationCounters {
             .map_or(0, |c| c[slot(outcome)].load(Ordering::Relaxed))
     }
 
+    /// The counters as a family for `/metrics`.
+    pub fn family(&self, now_ms: i64) -> crate::storage::LatestFamily {
+        crate::storage::LatestFamily {
+            name: NOTIFICATIONS_TOTAL.into(),
+            help: "Notification delivery attempts by receiver and outcome.".into(),
+            kind: patrol_shared::model::MetricKind::Counter,
+            samples: self
+                .rows()
+                .into_iter()
+                .map(|(_, labels, value)| crate::storage::LatestSample {
+                    labels: labels.into_iter().map(|(n, v)| (n.to_owned(), v)).collect(),
+                    value: value as f64,
+                    timestamp_ms: now_ms,
+                })
+                .collect(),
+        }
+    }
+
     /// Every series: name, labels (`receiver`, `outcome`), value.
     pub fn rows(&self) -> Vec<MetricRow> {
         let mut rows = Vec::new();

@@ -27,6 +27,8 @@ pub mod outbox;
 pub mod payload;
 pub(crate) mod receivers;
 pub(crate) mod route;
+pub mod source;
+pub mod store_outbox;
 pub(crate) mod transport;
 
 use std::sync::Arc;

@@ -248,6 +248,17 @@ impl Manager {
         json!({ "alerts": alerts })
     }
 
+    /// Every alert the rules hold: pending, firing, and resolved ones still
+    /// kept for their resolution to be sent.
+    pub fn alerts(&self) -> Vec<super::alert::Alert> {
+        let groups = self.lock();
+        groups
+            .values()
+            .flatten()
+            .flat_map(|g| g.alerts.iter().flat_map(|s| s.alerts.values().cloned()))
+            .collect()
+    }
+
     /// Every pending or firing alert's state (for tests and the notifier).
     pub fn active_states(&self) -> Vec<(BTreeMap<String, String>, State)> {
         let groups = self.lock();
