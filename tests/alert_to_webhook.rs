@@ -161,6 +161,29 @@ url = "{url}"
         "{alert}"
     );
     assert_eq!(alert["status"], "firing");
+    // The attempt is recorded and counted.
+    let http = collector.http;
+    let log = wait_for(
+        Duration::from_secs(5),
+        "the delivery in the log",
+        || async move {
+            let body = http_get(http, "/api/patrol/v1/notifications?limit=5").await;
+            let json: Json = serde_json::from_str(&body).ok()?;
+            let first = json["data"][0].clone();
+            (first["outcome"] == "delivered").then_some(first)
+        },
+    )
+    .await;
+    assert_eq!(log["receiver"], "hook");
+    assert_eq!(log["status"], 200);
+    let metrics = scrape(http).await;
+    assert!(
+        metrics.contains("patrol_notifications_total{outcome=\"delivered\",receiver=\"hook\"} 1")
+            || metrics
+                .contains("patrol_notifications_total{receiver=\"hook\",outcome=\"delivered\"} 1"),
+        "{:?}",
+        lines_with(&metrics, "patrol_notifications_total", "")
+    );
     cancel.cancel();
     let _ = handle.await;
     collector.stop().await;

@@ -112,6 +112,17 @@ fn data(store: &dyn Store, route: &str, query: Option<&str>) -> Result<String, P
     match route.split_once('/') {
         None if route == "inspections" => success(&store.inspections(&list_query(query)?)?),
         None if route == "fim-events" => success(&store.fim_events(&list_query(query)?)?),
+        None if route == "notifications" => {
+            let q = list_query(query)?;
+            if q.host.is_some() || q.since_ms != RecordQuery::default().since_ms {
+                return Err(Problem::BadData(
+                    "notifications take only \"limit\"".into(),
+                ));
+            }
+            let attempts = crate::notify::store_outbox::attempts_in(store, q.limit)
+                .map_err(|e| Problem::Internal(e.to_string()))?;
+            success(&attempts)
+        }
         Some(("inspections", id)) if !id.is_empty() && !id.contains('/') => {
             if let Some(name) = parameters(query).next().map(|(n, _)| n) {
                 return Err(Problem::BadData(format!(
@@ -126,7 +137,7 @@ fn data(store: &dyn Store, route: &str, query: Option<&str>) -> Result<String, P
             }
         }
         _ => Err(Problem::NotFound(format!(
-            "no route /api/patrol/v1/{route}; try inspections, inspections/ID or fim-events"
+            "no route /api/patrol/v1/{route}; try inspections, inspections/ID, fim-events or notifications"
         ))),
     }
 }

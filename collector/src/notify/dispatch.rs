@@ -16,10 +16,14 @@
 //! rule was deleted, its resolution was no longer kept) is taken as
 //! resolved at that moment.
 //!
-//! State lives in memory: after a restart groups start over, so alerts
-//! that still fire are sent once more after `group_wait`.
+//! The notification log (what each group last told its receiver) is kept
+//! in the outbox's store ([`Dispatcher::notification_log`]) and taken back
+//! at start, so a restart does not send again what was already sent; an
+//! entry is dropped after five days without use, as Alertmanager's.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
 
 use super::config::NotifyConfig;
 use super::payload::{Alert, Notification};
@@ -37,7 +41,12 @@ pub struct Dispatcher {
     groups: BTreeMap<GroupId, Group>,
     /// Counts calls to `process`, to tell which alerts were in this input.
     tick: u64,
+    /// Log entries taken back at start whose group has not formed again.
+    restored: BTreeMap<String, LogEntry>,
 }
+
+/// How long a log entry is kept without its group (Alertmanager's 120 h).
+const LOG_RETENTION_MS: i64 = 120 * 3600 * 1000;
 
 #[derive(Debug)]
 struct Group {
@@ -57,7 +66,7 @@ struct Held {
     seen_tick: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct LogEntry {
     firing: BTreeSet<u64>,
     resolved: BTreeSet<u64>,
@@ -78,7 +87,38 @@ impl Dispatcher {
                 .collect(),
             groups: BTreeMap::new(),
             tick: 0,
+            restored: BTreeMap::new(),
         })
+    }
+
+    /// The notification log, encoded: every group's entry and the restored
+    /// ones still waiting for their group, less those unused for 5 days.
+    pub fn notification_log(&self, now: i64) -> Vec<u8> {
+        let mut log: BTreeMap<&str, &LogEntry> = self
+            .restored
+            .iter()
+            .filter(|(_, e)| now - e.at < LOG_RETENTION_MS)
+            .map(|(k, e)| (k.as_str(), e))
+            .collect();
+        for g in self.groups.values() {
+            if let Some(e) = &g.log {
+                log.insert(&g.key, e);
+            }
+        }
+        bincode::serde::encode_to_vec(&log, bincode::config::standard()).unwrap_or_default()
+    }
+
+    /// Takes back a log written by [`Dispatcher::notification_log`]; an
+    /// unreadable one is reported and ignored.
+    pub fn restore_notification_log(&mut self, bytes: &[u8]) -> Result<usize, String> {
+        let (log, _): (BTreeMap<String, LogEntry>, _) = bincode::serde::decode_from_slice(
+            bytes,
+            bincode::config::standard().with_limit::<{ 64 << 20 }>(),
+        )
+        .map_err(|e| e.to_string())?;
+        let n = log.len();
+        self.restored = log;
+        Ok(n)
     }
 
     /// Number of groups held.
@@ -131,19 +171,24 @@ impl Dispatcher {
         for route in self.router.route(&alert.labels) {
             let labels = route.group_labels(&alert.labels);
             let id = (route.index, labels);
+            let key = format!("{}:{}", route.key, label_set_string(&id.1));
             let group = match self.groups.get_mut(&id) {
                 Some(g) => g,
                 // A resolved alert only matters to a group that may have
-                // told someone it fired; a new group would drop it unsent.
-                None if resolved => continue,
-                None => self.groups.entry(id.clone()).or_insert_with(|| Group {
-                    key: format!("{}:{}", route.key, label_set_string(&id.1)),
-                    labels: id.1.clone(),
-                    alerts: BTreeMap::new(),
-                    next_flush: now.saturating_add(route.group_wait_ms),
-                    flushed: false,
-                    log: None,
-                }),
+                // told someone it fired (before a restart, too); a new
+                // group would drop it unsent.
+                None if resolved && !self.restored.contains_key(&key) => continue,
+                None => {
+                    let log = self.restored.remove(&key);
+                    self.groups.entry(id.clone()).or_insert_with(|| Group {
+                        key,
+                        labels: id.1.clone(),
+                        alerts: BTreeMap::new(),
+                        next_flush: now.saturating_add(route.group_wait_ms),
+                        flushed: false,
+                        log,
+                    })
+                }
             };
             // An alert already older than group_wait has waited enough.
             if !group.flushed && alert.starts_at.saturating_add(route.group_wait_ms) < now {
@@ -306,6 +351,30 @@ mod tests {
                 (a.labels["host"].clone(), status)
             })
             .collect()
+    }
+
+    #[test]
+    fn a_restart_with_the_kept_log_does_not_send_again_but_sends_the_resolution() {
+        let mut d = dispatcher("");
+        let a = alert("DiskFull", "db1", 0);
+        assert!(d.process(0, std::slice::from_ref(&a)).is_empty());
+        assert_eq!(d.process(30 * S, std::slice::from_ref(&a)).len(), 1);
+        let log = d.notification_log(30 * S);
+        // The collector restarts: a new dispatcher, the log taken back.
+        let mut again = dispatcher("");
+        assert_eq!(again.restore_notification_log(&log), Ok(1));
+        for t in [31 * S, MIN, 10 * MIN] {
+            assert!(
+                again.process(t, std::slice::from_ref(&a)).is_empty(),
+                "at {t}"
+            );
+        }
+        let done = again.process(20 * MIN, &[resolved(a.clone(), 15 * MIN)]);
+        assert_eq!(hosts(&done[0]), [("db1".to_string(), "resolved")]);
+        // Without the log, the firing alert is sent once more.
+        let mut fresh = dispatcher("");
+        assert_eq!(fresh.process(MIN, std::slice::from_ref(&a)).len(), 1);
+        assert!(again.restore_notification_log(b"garbage").is_err());
     }
 
     #[test]

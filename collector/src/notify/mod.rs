@@ -73,6 +73,7 @@ pub trait AlertSource: Send + Sync {
 /// The whole pipeline; see the module comment.
 pub struct Notifier {
     dispatcher: dispatch::Dispatcher,
+    store: Arc<dyn OutboxStore>,
     outbox: delivery::Outbox,
     worker: delivery::Worker,
     counters: Arc<NotificationCounters>,
@@ -91,14 +92,27 @@ impl Notifier {
         if !problems.is_empty() {
             return Err(NotifyError::Config(problems));
         }
-        let dispatcher = dispatch::Dispatcher::new(config).map_err(NotifyError::Config)?;
+        let mut dispatcher = dispatch::Dispatcher::new(config).map_err(NotifyError::Config)?;
+        let kept = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.notification_log())
+                .await
+                .map_err(|e| OutboxError::Unavailable(e.to_string()))??
+        };
+        if let Some(bytes) = kept {
+            match dispatcher.restore_notification_log(&bytes) {
+                Ok(n) => tracing::info!(groups = n, "notification log taken back"),
+                Err(e) => error!(error = %e, "kept notification log unreadable; groups start over"),
+            }
+        }
         let counters = Arc::new(NotificationCounters::new(
             config.receivers.iter().map(|r| r.name.clone()),
         ));
         let (outbox, worker) =
-            delivery::open(config, store, counters.clone(), clock.clone()).await?;
+            delivery::open(config, store.clone(), counters.clone(), clock.clone()).await?;
         Ok(Notifier {
             dispatcher,
+            store,
             outbox,
             worker,
             counters,
@@ -121,6 +135,7 @@ impl Notifier {
     pub async fn run(self, source: Arc<dyn AlertSource>, cancel: CancellationToken) {
         let Notifier {
             mut dispatcher,
+            store,
             outbox,
             worker,
             clock,
@@ -135,10 +150,23 @@ impl Notifier {
                     _ = tick.tick() => {}
                 }
                 let alerts = source.alerts();
-                for n in dispatcher.process(clock(), &alerts) {
+                let now = clock();
+                let due = dispatcher.process(now, &alerts);
+                if due.is_empty() {
+                    continue;
+                }
+                for n in due {
                     if let Err(e) = outbox.enqueue(n).await {
                         error!(error = %e, "cannot queue a notification");
                     }
+                }
+                // After the messages are queued: a crash in between sends
+                // one again rather than none.
+                let (log, store) = (dispatcher.notification_log(now), store.clone());
+                let saved =
+                    tokio::task::spawn_blocking(move || store.put_notification_log(&log)).await;
+                if let Ok(Err(e)) = saved {
+                    error!(error = %e, "cannot keep the notification log");
                 }
             }
         };

@@ -32,6 +32,7 @@ pub struct OutboxRecord {
 
 /// What came of one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The receiver accepted it; the notification left the outbox.
     Delivered,
@@ -96,6 +97,11 @@ pub trait OutboxStore: Send + Sync {
     fn record_attempt(&self, attempt: &Attempt) -> Result<(), OutboxError>;
     /// The newest `limit` attempts, newest first.
     fn attempts(&self, limit: usize) -> Result<Vec<Attempt>, OutboxError>;
+    /// Keeps the dispatcher's notification log (what each group last
+    /// told its receiver); durable on return.
+    fn put_notification_log(&self, bytes: &[u8]) -> Result<(), OutboxError>;
+    /// The notification log kept, if any.
+    fn notification_log(&self) -> Result<Option<Vec<u8>>, OutboxError>;
 }
 
 /// Version of the encoded records.
@@ -165,6 +171,7 @@ pub struct MemoryOutbox {
 struct Memory {
     pending: BTreeMap<OutboxId, Vec<u8>>,
     attempts: VecDeque<Attempt>,
+    log: Option<Vec<u8>>,
 }
 
 impl Default for MemoryOutbox {
@@ -225,6 +232,15 @@ impl OutboxStore for MemoryOutbox {
             .take(limit)
             .cloned()
             .collect())
+    }
+
+    fn put_notification_log(&self, bytes: &[u8]) -> Result<(), OutboxError> {
+        self.lock().log = Some(bytes.to_vec());
+        Ok(())
+    }
+
+    fn notification_log(&self) -> Result<Option<Vec<u8>>, OutboxError> {
+        Ok(self.lock().log.clone())
     }
 }
 

@@ -25,6 +25,16 @@ fn unavailable(e: crate::storage::StoreError) -> OutboxError {
     OutboxError::Unavailable(e.to_string())
 }
 
+/// The newest `limit` delivery attempts kept in `store`, newest first.
+pub fn attempts_in(store: &dyn Store, limit: usize) -> Result<Vec<Attempt>, OutboxError> {
+    let all = store.state_entries("attempts/").map_err(unavailable)?;
+    all.iter()
+        .rev()
+        .take(limit)
+        .map(|(_, bytes)| Attempt::decode(bytes))
+        .collect()
+}
+
 fn pending_key(id: OutboxId) -> String {
     format!("outbox/{id:020}")
 }
@@ -69,12 +79,17 @@ impl OutboxStore for StoreOutbox {
         Ok(())
     }
 
+    fn put_notification_log(&self, bytes: &[u8]) -> Result<(), OutboxError> {
+        self.store
+            .put_state("notify/log", Some(bytes))
+            .map_err(unavailable)
+    }
+
+    fn notification_log(&self) -> Result<Option<Vec<u8>>, OutboxError> {
+        self.store.get_state("notify/log").map_err(unavailable)
+    }
+
     fn attempts(&self, limit: usize) -> Result<Vec<Attempt>, OutboxError> {
-        let all = self.store.state_entries("attempts/").map_err(unavailable)?;
-        all.iter()
-            .rev()
-            .take(limit)
-            .map(|(_, bytes)| Attempt::decode(bytes))
-            .collect()
+        attempts_in(self.store.as_ref(), limit)
     }
 }
