@@ -5,9 +5,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -37,38 +34,6 @@ impl Drop for SmallDisk {
     }
 }
 
-/// A webhook receiver: every POST body, as JSON, to the channel; 200.
-fn receiver() -> (String, mpsc::Receiver<(Instant, Json)>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream);
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; length];
-            if reader.read_exact(&mut body).is_ok() {
-                if let Ok(json) = serde_json::from_slice(&body) {
-                    let _ = tx.send((Instant::now(), json));
-                }
-            }
-            let _ = reader
-                .get_mut()
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    (url, rx)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filling_disk_reaches_the_webhook_after_its_for_duration() {
     let Some(disk) = SmallDisk::mount("1m") else {
@@ -80,7 +45,7 @@ async fn a_filling_disk_reaches_the_webhook_after_its_for_duration() {
         return;
     };
     let mount = disk.0.path().to_owned();
-    let (url, hooks) = receiver();
+    let (url, hooks) = webhook_receiver(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
     let pki = TestPki::new();
     let rules = pki.path().join("disk.yml");
     std::fs::write(

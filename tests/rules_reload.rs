@@ -25,7 +25,8 @@ async fn a_changed_rule_file_is_reloaded_and_a_broken_one_refused() {
     let pki = TestPki::new();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("site.yml");
-    let one = "groups:\n  - name: site\n    rules:\n      - alert: First\n        expr: vector(1)\n";
+    let one =
+        "groups:\n  - name: site\n    rules:\n      - alert: First\n        expr: vector(1)\n";
     std::fs::write(&file, one).unwrap();
     let mut config = collector_config(&pki);
     config.rules.defaults = false;
@@ -41,7 +42,11 @@ async fn a_changed_rule_file_is_reloaded_and_a_broken_one_refused() {
     })
     .await;
 
-    std::fs::write(&file, "groups:\n  - name: site\n    rules:\n      - alert: Broken\n        expr: vector(\n").unwrap();
+    std::fs::write(
+        &file,
+        "groups:\n  - name: site\n    rules:\n      - alert: Broken\n        expr: vector(\n",
+    )
+    .unwrap();
     // The refused file leaves the rules as they were.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(rule_names(http).await, ["First", "Second"]);

@@ -207,3 +207,41 @@ pub fn free_port() -> u16 {
 pub fn path_in(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
+
+/// A webhook receiver on `listener`: its URL (`/hook`), and every POST
+/// body, parsed as JSON, with when it arrived; it answers 200.
+pub fn webhook_receiver(
+    listener: std::net::TcpListener,
+) -> (
+    String,
+    std::sync::mpsc::Receiver<(Instant, serde_json::Value)>,
+) {
+    use std::io::{BufRead, BufReader};
+    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            if reader.read_exact(&mut body).is_ok() {
+                if let Ok(json) = serde_json::from_slice(&body) {
+                    let _ = tx.send((Instant::now(), json));
+                }
+            }
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (url, rx)
+}
