@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod incident;
 pub mod ingest;
 mod listener;
 pub mod notify;

@@ -1,0 +1,279 @@
+//! The service desk: every ticket, the alert → ticket mapping, and the
+//! periodic tick that records SLA warnings, breaches and escalations.
+//!
+//! A firing (not silenced: the caller filters those) alert whose `severity`
+//! maps to a priority opens one ticket per alert fingerprint. Firing again
+//! while that ticket is unresolved goes onto it; firing within the reopen
+//! window after it was resolved or closed reopens it; later, it opens a new
+//! ticket. An alert resolving only records "recovered": a person closes the
+//! ticket, with a solution.
+//!
+//! [`Desk`] is plain state (serde), and its config is passed to each call, so
+//! the store can keep the one and reload the other; time is always `now`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use patrol_shared::config as cfg;
+use serde::{Deserialize, Serialize};
+
+use super::escalation::{self, EscalationPolicy};
+use super::oncall::Schedule;
+use super::sla::{self, SlaConfig};
+use super::ticket::{
+    Action, AlertRef, Event, EventKind, NewTicket, Priority, Ticket, TicketError, TicketKind,
+};
+
+/// The actor of what the system does.
+pub const SYSTEM: &str = "patrol";
+
+/// Incident settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentConfig {
+    #[serde(default)]
+    pub sla: SlaConfig,
+    /// The first policy matching a ticket's priority applies.
+    #[serde(default)]
+    pub escalation: Vec<EscalationPolicy>,
+    #[serde(default)]
+    pub schedules: Vec<Schedule>,
+    /// How long after a ticket was resolved or closed its alert reopens it.
+    #[serde(default = "default_reopen_window", with = "cfg::duration")]
+    pub reopen_window: Duration,
+    /// Alert `severity` label → ticket priority; other severities open none.
+    #[serde(default = "default_severities")]
+    pub severities: BTreeMap<String, Priority>,
+}
+
+fn default_reopen_window() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+fn default_severities() -> BTreeMap<String, Priority> {
+    BTreeMap::from([
+        ("critical".to_string(), Priority::Critical),
+        ("warning".to_string(), Priority::High),
+    ])
+}
+
+impl Default for IncidentConfig {
+    fn default() -> Self {
+        IncidentConfig {
+            sla: SlaConfig::default(),
+            escalation: Vec::new(),
+            schedules: Vec::new(),
+            reopen_window: default_reopen_window(),
+            severities: default_severities(),
+        }
+    }
+}
+
+impl IncidentConfig {
+    /// Every problem in the incident config, each saying where.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = self.sla.validate();
+        for (i, p) in self.escalation.iter().enumerate() {
+            problems.extend(p.validate(&format!("escalation[{i}]")));
+            if !self.schedules.iter().any(|s| s.name == p.schedule) {
+                problems.push(format!(
+                    "escalation[{i}].schedule: no schedule named {:?}",
+                    p.schedule
+                ));
+            }
+        }
+        for s in &self.schedules {
+            problems.extend(s.validate());
+        }
+        problems
+    }
+
+    fn schedule(&self, name: &str) -> Option<&Schedule> {
+        self.schedules.iter().find(|s| s.name == name)
+    }
+}
+
+/// A firing or resolved alert, as the rule engine reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertSignal {
+    pub fingerprint: u64,
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// What a firing alert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", content = "ticket", rename_all = "snake_case")]
+pub enum AlertOutcome {
+    Opened(u64),
+    /// Went onto its unresolved ticket.
+    Attached(u64),
+    Reopened(u64),
+    /// Its severity opens no ticket.
+    Ignored,
+}
+
+/// All tickets.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Desk {
+    pub tickets: BTreeMap<u64, Ticket>,
+    /// Alert fingerprint → its latest ticket.
+    pub by_fingerprint: BTreeMap<u64, u64>,
+    pub next_id: u64,
+}
+
+impl Desk {
+    pub fn get(&self, id: u64) -> Option<&Ticket> {
+        self.tickets.get(&id)
+    }
+
+    /// Opens a ticket by hand.
+    pub fn open(&mut self, new: NewTicket, now: i64) -> u64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.tickets.insert(id, Ticket::open(id, new, now));
+        id
+    }
+
+    /// A person acts on a ticket.
+    pub fn act(
+        &mut self,
+        id: u64,
+        action: Action,
+        actor: &str,
+        now: i64,
+    ) -> Result<(), TicketError> {
+        self.tickets
+            .get_mut(&id)
+            .ok_or(TicketError::NotFound(id))?
+            .apply(action, actor, now)
+    }
+
+    /// An alert is firing (call it on every evaluation; it is idempotent).
+    pub fn alert_firing(
+        &mut self,
+        config: &IncidentConfig,
+        alert: &AlertSignal,
+        now: i64,
+    ) -> AlertOutcome {
+        let severity = alert
+            .labels
+            .get("severity")
+            .map(String::as_str)
+            .unwrap_or("");
+        let Some(priority) = config.severities.get(severity).copied() else {
+            return AlertOutcome::Ignored;
+        };
+        let fingerprint = alert.fingerprint;
+        let window = i64::try_from(config.reopen_window.as_millis()).unwrap_or(i64::MAX);
+        let existing = self
+            .by_fingerprint
+            .get(&fingerprint)
+            .and_then(|id| self.tickets.get_mut(id));
+        if let Some(ticket) = existing {
+            let id = ticket.id;
+            if ticket.state.is_active() {
+                if !ticket.alert_firing {
+                    ticket.alert_firing = true;
+                    ticket.record(now, SYSTEM, EventKind::AlertFired { fingerprint });
+                }
+                return AlertOutcome::Attached(id);
+            }
+            if ticket.finished_at.is_some_and(|t| now - t <= window) {
+                let name = alertname(alert);
+                ticket.reopen(format!("alert {name} fired again"), SYSTEM, now);
+                ticket.alert_firing = true;
+                ticket.record(now, SYSTEM, EventKind::AlertFired { fingerprint });
+                return AlertOutcome::Reopened(id);
+            }
+        }
+        let id = self.open(new_from_alert(alert, priority), now);
+        self.by_fingerprint.insert(fingerprint, id);
+        if let Some(ticket) = self.tickets.get_mut(&id) {
+            ticket.alert = Some(AlertRef {
+                fingerprint,
+                alertname: alertname(alert).to_string(),
+            });
+            ticket.alert_firing = true;
+            ticket.record(now, SYSTEM, EventKind::AlertFired { fingerprint });
+        }
+        AlertOutcome::Opened(id)
+    }
+
+    /// An alert resolved: its ticket records the recovery and stays open.
+    pub fn alert_resolved(&mut self, fingerprint: u64, now: i64) -> Option<u64> {
+        let id = *self.by_fingerprint.get(&fingerprint)?;
+        let ticket = self.tickets.get_mut(&id)?;
+        if !ticket.alert_firing {
+            return None;
+        }
+        ticket.alert_firing = false;
+        ticket.record(now, SYSTEM, EventKind::AlertRecovered { fingerprint });
+        Some(id)
+    }
+
+    /// Records the SLA warnings, breaches and escalations due at `now` on
+    /// each ticket's timeline, and returns them for the outbox.
+    pub fn tick(&mut self, config: &IncidentConfig, now: i64) -> Vec<(u64, Event)> {
+        let mut recorded = Vec::new();
+        for ticket in self.tickets.values_mut() {
+            if !ticket.state.is_active() {
+                continue;
+            }
+            let mut due: Vec<EventKind> = sla::due_events(ticket, &config.sla, now);
+            if let Some(policy) = config
+                .escalation
+                .iter()
+                .find(|p| p.applies_to(ticket.priority))
+            {
+                let schedule = config.schedule(&policy.schedule);
+                let steps = escalation::due(ticket, &config.sla, policy, schedule, now);
+                due.extend(steps.into_iter().map(EventKind::Escalated));
+            }
+            for what in due {
+                ticket.record(now, SYSTEM, what);
+                if let Some(event) = ticket.timeline.last() {
+                    recorded.push((ticket.id, event.clone()));
+                }
+            }
+        }
+        recorded
+    }
+}
+
+fn alertname(alert: &AlertSignal) -> &str {
+    alert
+        .labels
+        .get("alertname")
+        .map_or("unnamed", String::as_str)
+}
+
+fn new_from_alert(alert: &AlertSignal, priority: Priority) -> NewTicket {
+    let name = alertname(alert);
+    let host = alert.labels.get("host").cloned();
+    let title = alert
+        .annotations
+        .get("summary")
+        .cloned()
+        .unwrap_or_else(|| match &host {
+            Some(h) => format!("{name} on {h}"),
+            None => name.to_string(),
+        });
+    NewTicket {
+        kind: TicketKind::Fault,
+        title,
+        description: alert
+            .annotations
+            .get("description")
+            .cloned()
+            .unwrap_or_default(),
+        host,
+        priority,
+        reporter: SYSTEM.to_string(),
+        contact: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
