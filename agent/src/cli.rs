@@ -21,7 +21,8 @@ pub struct Args {
     pub check_config: bool,
 }
 
-/// Runs the agent until SIGINT or SIGTERM.
+/// Runs the agent until SIGINT or SIGTERM, telling systemd (if it started
+/// us) when it is ready and that it is alive.
 pub fn main(args: Args) -> anyhow::Result<()> {
     let config = AgentConfig::load(&args.config)?;
     if args.check_config {
@@ -41,9 +42,44 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         tokio::spawn(async move {
             patrol_shared::signal::until_shutdown().await;
             tracing::info!("shutting down");
+            patrol_shared::systemd::stopping();
             shutdown.cancel();
         });
-        crate::run(config, cancel).await?;
+        tokio::spawn(answer_hangups(args.config.clone()));
+        let watchdog = patrol_shared::systemd::spawn_watchdog();
+        // The agent has nothing to serve; it is ready once its tasks run,
+        // and it reconnects to the collector on its own.
+        let agent = tokio::spawn(crate::run(config, cancel));
+        patrol_shared::systemd::ready("measuring and streaming");
+        let result = agent.await.context("the agent task failed")?;
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
+        result?;
         Ok(())
     })
+}
+
+/// SIGHUP: the running agent cannot swap its config (its collectors,
+/// checks and labels are fixed when [`crate::run`] starts), so it only checks
+/// the file, so that the operator knows whether a restart would succeed.
+/// Handling the signal at all matters: its default action ends the process.
+async fn answer_hangups(path: PathBuf) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        match AgentConfig::load(&path) {
+            Ok(_) => tracing::warn!(
+                config = %path.display(),
+                "SIGHUP: config reload is not supported for patrol-agent; restart the service (the file is valid)"
+            ),
+            Err(e) => tracing::error!(
+                config = %path.display(),
+                error = %e,
+                "SIGHUP: config reload is not supported for patrol-agent, and the file has errors: fix them before restarting"
+            ),
+        }
+    }
 }

@@ -21,7 +21,8 @@ pub struct Args {
     pub check_config: bool,
 }
 
-/// Runs the collector until SIGINT or SIGTERM.
+/// Runs the collector until SIGINT or SIGTERM, telling systemd (if it
+/// started us) once it serves and that it is alive.
 pub fn main(args: Args) -> anyhow::Result<()> {
     let config = CollectorConfig::load(&args.config)?;
     if args.check_config {
@@ -37,10 +38,43 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         let cancel = CancellationToken::new();
         let running = crate::start(config, cancel.clone()).await?;
         tracing::info!(ingest = %running.ingest_addr, http = %running.http_addr, "collector running");
+        let watchdog = patrol_shared::systemd::spawn_watchdog();
+        patrol_shared::systemd::ready(&format!(
+            "ingest on {}, HTTP on {}",
+            running.ingest_addr, running.http_addr
+        ));
+        tokio::spawn(answer_hangups(args.config.clone()));
         patrol_shared::signal::until_shutdown().await;
         tracing::info!("shutting down");
+        patrol_shared::systemd::stopping();
         cancel.cancel();
         running.wait().await;
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
         Ok(())
     })
+}
+
+/// SIGHUP: the rules manager reloads the rule files on its own (it listens
+/// for the signal too); listeners, TLS, storage and tokens are fixed at
+/// start. This checks the file and says which part needs a restart.
+async fn answer_hangups(path: PathBuf) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        match CollectorConfig::load(&path) {
+            Ok(_) => tracing::info!(
+                config = %path.display(),
+                "SIGHUP: the rules manager reloads the rule files; config reload is not supported for the other collector settings (listeners, TLS, storage, tokens, receivers); restart the service for those"
+            ),
+            Err(e) => tracing::error!(
+                config = %path.display(),
+                error = %e,
+                "SIGHUP: the config file has errors; the running collector keeps its settings"
+            ),
+        }
+    }
 }

@@ -26,6 +26,9 @@ pub struct CollectorConfig {
     pub query: QueryConfig,
     #[serde(default)]
     pub rules: RulesConfig,
+    /// Tickets, SLA clocks, escalation and on-call (docs/incidents.md).
+    #[serde(default)]
+    pub incidents: crate::incident::desk::IncidentConfig,
     /// Notifications (docs/notifications.md); none are sent without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<crate::notify::NotifyConfig>,
@@ -272,6 +275,12 @@ impl CollectorConfig {
         if let Some(notify) = &self.notify {
             problems.extend(notify.problems());
         }
+        problems.extend(
+            self.incidents
+                .validate()
+                .into_iter()
+                .map(|p| format!("incidents.{p}")),
+        );
         if self.query.timeout.is_zero() {
             problems.push("query.timeout: must be over 0".into());
         }
@@ -319,6 +328,7 @@ impl CollectorConfig {
             query: QueryConfig::default(),
             rules: RulesConfig::default(),
             notify: None,
+            incidents: Default::default(),
             storage: StorageConfig {
                 path: data_dir.to_owned(),
                 ..StorageConfig::default()

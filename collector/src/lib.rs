@@ -75,6 +75,10 @@ pub async fn start(
     let store: Arc<dyn storage::Store> = disk.clone();
     rules.restore(store.as_ref());
     let silences = Arc::new(silence::SilenceBook::load(store.clone()));
+    let incidents = Arc::new(
+        incident::service::IncidentService::load(config.incidents.clone(), store.clone())
+            .map_err(storage::StoreError::Unavailable)?,
+    );
     let telemetry = Arc::new(telemetry::Telemetry::new());
     let ingest_listener = bind(config.ingest.listen, "ingest.listen").await?;
     let http_listener = bind(config.http.listen, "http.listen").await?;
@@ -110,7 +114,14 @@ pub async fn start(
         None => None,
     };
     let notifications = notifier.as_ref().map(|(n, _)| n.counters());
+    let incidents_task = incident::service::run(
+        incidents.clone(),
+        rules.clone(),
+        silences.clone(),
+        cancel.clone(),
+    );
     let http_state = Arc::new(http::HttpState {
+        incidents,
         notifications,
         rules,
         silences,
@@ -130,6 +141,7 @@ pub async fn start(
     tasks.spawn(ingest::serve(ingest_listener, ingest_ctx, cancel.clone()));
     tasks.spawn(http::serve(http_listener, http_state, cancel.clone()));
     tasks.spawn(rules_task);
+    tasks.spawn(incidents_task);
     if let Some((notifier, source)) = notifier {
         tasks.spawn(notifier.run(source, cancel.clone()));
     }

@@ -4,7 +4,8 @@
 //! ([`codec`]), TLS set-up ([`tls`]) and, with the `pki` feature,
 //! the fleet's certificate authority ([`pki`]). What both binaries do the
 //! same way lives here too: reading config files ([`config`]), logging
-//! ([`logging`]) and waiting for Ctrl-C or SIGTERM ([`signal`]).
+//! ([`logging`]), waiting for Ctrl-C or SIGTERM ([`signal`]) and telling
+//! systemd how the service is doing ([`systemd`]).
 
 pub mod codec;
 pub mod config;
@@ -15,4 +16,5 @@ pub mod model;
 pub mod pki;
 pub mod protocol;
 pub mod signal;
+pub mod systemd;
 pub mod tls;

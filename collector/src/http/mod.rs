@@ -33,6 +33,7 @@ const MAX_BODY: usize = 1 << 20;
 
 /// What the handlers read.
 pub struct HttpState {
+    pub incidents: Arc<crate::incident::service::IncidentService>,
     /// Delivery counters, when notifications are configured.
     pub notifications: Option<Arc<crate::notify::NotificationCounters>>,
     pub rules: Arc<crate::rules::manager::Manager>,
@@ -155,9 +156,11 @@ async fn route(state: Arc<HttpState>, req: Request<Incoming>) -> Response<Full<B
         (&Method::GET | &Method::HEAD, "/metrics") => {
             let since = patrol_shared::model::now_ms() - STALE_AFTER.as_millis() as i64;
             let mut families = state.store.latest(since);
+            let now = patrol_shared::model::now_ms();
             if let Some(counters) = &state.notifications {
-                families.push(counters.family(patrol_shared::model::now_ms()));
+                families.push(counters.family(now));
             }
+            families.extend(state.incidents.families(now));
             let body = exposition::render(&families, &state.store.stats(), &state.telemetry);
             respond(StatusCode::OK, exposition::CONTENT_TYPE, body)
         }

@@ -43,6 +43,9 @@ pub(crate) async fn serve(
         );
     }
     let query = req.uri().query().map(str::to_owned);
+    if let Some(answer) = tickets(&state, &route) {
+        return respond(answer.status, JSON, answer.body);
+    }
     let store = state.store.clone();
     // sled reads block.
     match tokio::task::spawn_blocking(move || answer(&*store, &route, query.as_deref())).await {
@@ -52,6 +55,34 @@ pub(crate) async fn serve(
             respond(e.status(), JSON, e.body())
         }
     }
+}
+
+/// `tickets` and `tickets/ID`, from the incident desk in memory.
+fn tickets(state: &HttpState, route: &str) -> Option<Answer> {
+    let now = patrol_shared::model::now_ms();
+    let found = match route.strip_prefix("tickets") {
+        Some("") => Ok(state.incidents.tickets_json(now)),
+        Some(rest) => match rest.strip_prefix('/').map(str::parse::<u64>) {
+            Some(Ok(id)) => state
+                .incidents
+                .ticket_json(id, now)
+                .ok_or_else(|| Problem::NotFound(format!("no ticket {id}"))),
+            _ => Err(Problem::NotFound(format!(
+                "no route /api/patrol/v1/{route}; tickets are tickets/ID with a number"
+            ))),
+        },
+        None => return None,
+    };
+    Some(match found.and_then(|data| success(&data)) {
+        Ok(body) => Answer {
+            status: StatusCode::OK,
+            body,
+        },
+        Err(p) => Answer {
+            status: p.status(),
+            body: p.body(),
+        },
+    })
 }
 
 /// Status and JSON body.

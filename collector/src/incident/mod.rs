@@ -7,14 +7,16 @@
 //! - [`sla`]: response, solution and on-site clocks, replayed from the timeline;
 //! - [`oncall`]: rotations, layers, overrides and holiday rosters;
 //! - [`escalation`]: the steps due for an unacknowledged ticket;
-//! - [`desk`]: all tickets, the alert → ticket mapping and the periodic tick.
+//! - [`desk`]: all tickets, the alert → ticket mapping and the periodic tick;
+//! - [`service`]: the desk in the running collector, kept in the store.
 //!
-//! Everything here is pure: time is a parameter (Unix ms), nothing does I/O,
-//! and all state is serde, for the store to keep.
+//! Everything but [`service`] is pure: time is a parameter (Unix ms),
+//! nothing does I/O, and all state is serde, for the store to keep.
 
 pub mod calendar;
 pub mod desk;
 pub mod escalation;
 pub mod oncall;
+pub mod service;
 pub mod sla;
 pub mod ticket;

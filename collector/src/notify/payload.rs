@@ -125,26 +125,7 @@ fn common<'a>(mut maps: impl Iterator<Item = &'a LabelMap>) -> LabelMap {
     out
 }
 
-/// Prometheus' `LabelSet.Fingerprint`: FNV-1a 64 over each sorted name and
-/// value, each followed by the byte 0xff.
-pub fn fingerprint(labels: &LabelMap) -> u64 {
-    const OFFSET: u64 = 14_695_981_039_346_656_037;
-    const PRIME: u64 = 1_099_511_628_211;
-    let mut h = OFFSET;
-    let mut add = |bytes: &[u8]| {
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(PRIME);
-        }
-    };
-    for (name, value) in labels {
-        add(name.as_bytes());
-        add(&[0xff]);
-        add(value.as_bytes());
-        add(&[0xff]);
-    }
-    h
-}
+pub use crate::rules::alert::fingerprint;
 
 /// Go's zero time, which Alertmanager prints for an unset end.
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";

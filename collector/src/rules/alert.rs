@@ -71,6 +71,27 @@ struct Raised {
     value: f64,
 }
 
+/// Prometheus' `LabelSet.Fingerprint`: FNV-1a 64 over each sorted name and
+/// value, each followed by the byte 0xff.
+pub fn fingerprint(labels: &LabelMap) -> u64 {
+    const OFFSET: u64 = 14_695_981_039_346_656_037;
+    const PRIME: u64 = 1_099_511_628_211;
+    let mut h = OFFSET;
+    let mut add = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(PRIME);
+        }
+    };
+    for (name, value) in labels {
+        add(name.as_bytes());
+        add(&[0xff]);
+        add(value.as_bytes());
+        add(&[0xff]);
+    }
+    h
+}
+
 /// The labels and annotations of the alert a result raises.
 fn alert_for(
     rule: &Rule,

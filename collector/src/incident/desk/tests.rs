@@ -342,3 +342,19 @@ fn restart_in_the_middle_loses_nothing() {
         Some(t0 + 140 * M)
     );
 }
+
+#[test]
+fn the_documented_config_example_is_valid() {
+    let doc = include_str!("../../../../docs/incidents.md");
+    let start = doc
+        .find("```toml\n[incidents]")
+        .expect("an [incidents] example in docs/incidents.md");
+    let body = &doc[start + "```toml\n".len()..];
+    let body = &body[..body.find("```").expect("closed")];
+    let parsed: toml::Table = toml::from_str(body).expect("valid TOML");
+    let config: IncidentConfig = parsed["incidents"]
+        .clone()
+        .try_into()
+        .expect("an incident config");
+    assert!(config.validate().is_empty(), "{:?}", config.validate());
+}
