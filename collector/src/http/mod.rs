@@ -114,7 +114,8 @@ fn access(method: &Method, path: &str) -> Option<auth::Access> {
     match path {
         "/-/healthy" | "/-/ready" => None,
         "/api/v1/write" => Some(auth::Access::Write),
-        _ if path.starts_with("/api/v2/silence")
+        _ if (path.starts_with("/api/v2/silence")
+            || path.starts_with("/api/patrol/v1/tickets"))
             && method != Method::GET
             && method != Method::HEAD =>
         {
@@ -142,7 +143,7 @@ async fn route(state: Arc<HttpState>, req: Request<Incoming>) -> Response<Full<B
     }
     if let Some(patrol_route) = req.uri().path().strip_prefix("/api/patrol/v1/") {
         let patrol_route = patrol_route.to_owned();
-        return patrol_api::serve(state, patrol_route, req).await;
+        return patrol_api::serve(state, patrol_route, caller, req).await;
     }
     if let Some(v2_route) = req.uri().path().strip_prefix("/api/v2/") {
         let v2_route = v2_route.to_owned();

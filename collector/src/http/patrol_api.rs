@@ -33,8 +33,12 @@ const JSON: &str = "application/json";
 pub(crate) async fn serve(
     state: Arc<HttpState>,
     route: String,
+    caller: String,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
+    if *req.method() == Method::POST && route.starts_with("tickets") {
+        return ticket_action(state, route, caller, req).await;
+    }
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return respond(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -53,6 +57,68 @@ pub(crate) async fn serve(
         Err(e) => {
             let e = Problem::Internal(format!("request task failed: {e}"));
             respond(e.status(), JSON, e.body())
+        }
+    }
+}
+
+/// `POST tickets` (open one by hand: a `NewTicket`) and `POST
+/// tickets/ID/actions` (an `Action`: acknowledge, comment, assign,
+/// resolve, close, …), by an operator; the token's name is the actor on the
+/// ticket's timeline.
+async fn ticket_action(
+    state: Arc<HttpState>,
+    route: String,
+    caller: String,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    let body = match http_body_util::Limited::new(req.into_body(), 1 << 20)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            let p = Problem::BadData(format!("cannot read the request body: {e}"));
+            return respond(p.status(), JSON, p.body());
+        }
+    };
+    let now = patrol_shared::model::now_ms();
+    let outcome = tokio::task::spawn_blocking(move || -> Result<String, Problem> {
+        let incidents = &state.incidents;
+        if route == "tickets" {
+            let new: crate::incident::ticket::NewTicket = serde_json::from_slice(&body)
+                .map_err(|e| Problem::BadData(format!("not a ticket: {e}")))?;
+            let id = incidents.open(new, now).map_err(Problem::BadData)?;
+            return success(&json!({ "id": id }));
+        }
+        let id = route
+            .strip_prefix("tickets/")
+            .and_then(|r| r.strip_suffix("/actions"))
+            .and_then(|id| id.parse::<u64>().ok())
+            .ok_or_else(|| {
+                Problem::NotFound(format!(
+                    "no route POST /api/patrol/v1/{route}; use tickets/ID/actions"
+                ))
+            })?;
+        let action: crate::incident::ticket::Action = serde_json::from_slice(&body)
+            .map_err(|e| Problem::BadData(format!("not an action: {e}")))?;
+        incidents
+            .act(id, action, &caller, now)
+            .map_err(|e| match e {
+                crate::incident::ticket::TicketError::NotFound(_) => {
+                    Problem::NotFound(e.to_string())
+                }
+                other => Problem::BadData(other.to_string()),
+            })?;
+        success(&incidents.ticket_json(id, now))
+    })
+    .await;
+    match outcome {
+        Ok(Ok(body)) => respond(StatusCode::OK, JSON, body),
+        Ok(Err(p)) => respond(p.status(), JSON, p.body()),
+        Err(e) => {
+            let p = Problem::Internal(format!("request task failed: {e}"));
+            respond(p.status(), JSON, p.body())
         }
     }
 }

@@ -85,6 +85,43 @@ impl IncidentService {
         Ok(events.len())
     }
 
+    /// Opens a ticket by hand and keeps the desk.
+    pub fn open(&self, new: super::ticket::NewTicket, now: i64) -> Result<u64, String> {
+        if new.title.trim().is_empty() {
+            return Err("a ticket needs a title".into());
+        }
+        if new.reporter.trim().is_empty() {
+            return Err("a ticket needs a reporter".into());
+        }
+        let mut desk = self.lock();
+        let id = desk.open(new, now);
+        self.save(&desk)?;
+        Ok(id)
+    }
+
+    /// A person acts on a ticket; the desk is kept once it is done.
+    pub fn act(
+        &self,
+        id: u64,
+        action: super::ticket::Action,
+        actor: &str,
+        now: i64,
+    ) -> Result<(), super::ticket::TicketError> {
+        let mut desk = self.lock();
+        desk.act(id, action, actor, now)?;
+        if let Err(e) = self.save(&desk) {
+            error!(error = %e, ticket = id, "cannot keep the tickets after an action");
+        }
+        Ok(())
+    }
+
+    fn save(&self, desk: &Desk) -> Result<(), String> {
+        let bytes = serde_json::to_vec(desk).map_err(|e| e.to_string())?;
+        self.store
+            .put_state(KEY, Some(&bytes))
+            .map_err(|e| format!("cannot keep the tickets: {e}"))
+    }
+
     /// `/api/patrol/v1/tickets`: every ticket without its timeline, newest
     /// first, with its SLA clocks.
     pub fn tickets_json(&self, now: i64) -> Json {

@@ -1,0 +1,97 @@
+//! People work tickets over HTTP: an operator opens one and takes it from
+//! open to closed with a rating; a viewer may read but not act; a refused
+//! step says why; every step is on the timeline with its actor.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+
+use common::*;
+use patrol_collector::http::auth::{hash_token, Role, TokenConfig};
+use serde_json::{json, Value as Json};
+
+const OPERATOR: &str = "patrol_operator_token_for_tests";
+const VIEWER: &str = "patrol_viewer_token_for_tests";
+
+fn post(addr: SocketAddr, token: &str, path: &str, body: &Json) -> (u16, Json) {
+    let body = body.to_string();
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        tcp,
+        "POST {path} HTTP/1.0\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).unwrap();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let json = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(Json::Null);
+    (status, json)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_takes_a_ticket_from_open_to_closed() {
+    let pki = TestPki::new();
+    let mut config = collector_config(&pki);
+    config.rules.defaults = false;
+    config.http.tokens.push(TokenConfig {
+        name: "alice".into(),
+        role: Role::Operator,
+        sha256: hash_token(OPERATOR),
+    });
+    config.http.tokens.push(TokenConfig {
+        name: "grafana".into(),
+        role: Role::Viewer,
+        sha256: hash_token(VIEWER),
+    });
+    let collector = TestCollector::start(config).await;
+    let http = collector.http;
+    tokio::task::spawn_blocking(move || {
+        let new = json!({"kind": "fault", "title": "db backups fail", "priority": "high",
+                         "reporter": "customer", "host": "db"});
+        let (status, _) = post(http, VIEWER, "/api/patrol/v1/tickets", &new);
+        assert_eq!(status, 403, "a viewer may not open tickets");
+        let (status, body) = post(http, OPERATOR, "/api/patrol/v1/tickets", &new);
+        assert_eq!(status, 200, "{body}");
+        let id = body["data"]["id"].as_u64().unwrap();
+        let act = |action: Json| post(http, OPERATOR, &format!("/api/patrol/v1/tickets/{id}/actions"), &action);
+        let (status, body) = act(json!({"action": "close", "solution": null, "rating": null}));
+        assert_eq!(status, 400, "{body}");
+        assert!(body["error"].as_str().unwrap_or("").contains("cannot close"), "{body}");
+        for step in [
+            json!({"action": "acknowledge"}),
+            json!({"action": "comment", "text": "looking at the backup job"}),
+            json!({"action": "assign", "to": "bob"}),
+            json!({"action": "start"}),
+            json!({"action": "resolve", "solution": "the backup volume was full; rotated old dumps"}),
+            json!({"action": "close", "solution": null, "rating": {"score": 5, "comment": "fast"}}),
+        ] {
+            let (status, body) = act(step.clone());
+            assert_eq!(status, 200, "{step}: {body}");
+        }
+        let (status, body) = act(json!({"action": "nonsense"}));
+        assert_eq!(status, 400, "{body}");
+        let (status, _) = post(http, OPERATOR, "/api/patrol/v1/tickets/999/actions", &json!({"action": "acknowledge"}));
+        assert_eq!(status, 404);
+    })
+    .await
+    .unwrap();
+    let ticket: Json =
+        serde_json::from_str(&http_get(http, "/api/patrol/v1/tickets/1").await).unwrap();
+    let t = &ticket["data"];
+    assert_eq!(t["state"], "closed", "{t}");
+    assert_eq!(t["rating"]["score"], 5);
+    assert_eq!(t["assignee"], "bob");
+    let actors: Vec<&str> = t["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["actor"].as_str())
+        .collect();
+    assert!(actors.contains(&"alice"), "{actors:?}");
+    collector.stop().await;
+}
