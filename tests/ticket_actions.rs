@@ -95,3 +95,66 @@ async fn an_operator_takes_a_ticket_from_open_to_closed() {
     assert!(actors.contains(&"alice"), "{actors:?}");
     collector.stop().await;
 }
+
+/// `patrol tickets` drives the same API from the command line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patrol_tickets_from_the_command_line() {
+    let pki = TestPki::new();
+    let mut config = collector_config(&pki);
+    config.rules.defaults = false;
+    let collector = TestCollector::start(config).await;
+    let http = collector.http;
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, TEST_TOKEN).unwrap();
+        let patrol = |args: &[&str]| {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_patrol"))
+                .arg("tickets")
+                .args(args)
+                .args(["--url", &format!("http://{http}")])
+                .arg("--token-file")
+                .arg(&token)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let id = patrol(&[
+            "open",
+            "printer on fire",
+            "--priority",
+            "high",
+            "--host",
+            "db",
+        ]);
+        let id = id.trim().to_owned();
+        assert_eq!(id, "1");
+        patrol(&["ack", &id]);
+        patrol(&["comment", &id, "extinguisher on its way"]);
+        let list = patrol(&["list"]);
+        assert!(
+            list.contains("printer on fire") && list.contains("acknowledged"),
+            "{list}"
+        );
+        let show = patrol(&["show", &id]);
+        assert!(
+            show.contains("SLA response") && show.contains("extinguisher"),
+            "{show}"
+        );
+        patrol(&["resolve", &id, "put it out"]);
+        patrol(&["close", &id, "--rating", "4"]);
+        assert!(
+            !patrol(&["list"]).contains("printer on fire"),
+            "closed tickets are left out"
+        );
+        assert!(patrol(&["list", "--all"]).contains("closed"));
+    })
+    .await
+    .unwrap();
+    collector.stop().await;
+}

@@ -5,6 +5,7 @@ mod client;
 mod import;
 mod pki;
 mod silence;
+mod tickets;
 mod up;
 
 use std::path::PathBuf;
@@ -41,6 +42,9 @@ enum Command {
     Import(import::ImportArgs),
     /// Silence alerts on a running collector: add, list, expire.
     Silence(silence::SilenceArgs),
+    /// Tickets on a running collector: list, show, open, ack, comment,
+    /// assign, resolve, close, reopen.
+    Tickets(tickets::TicketsArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -53,6 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check(args) => check::run(args),
         Command::Import(args) => import::run(args),
         Command::Silence(args) => silence::run(args),
+        Command::Tickets(args) => tickets::run(args),
     }
 }
 
