@@ -158,3 +158,53 @@ async fn patrol_tickets_from_the_command_line() {
     .unwrap();
     collector.stop().await;
 }
+
+/// `patrol oncall now` answers from the configured schedules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patrol_oncall_now_names_who_is_on_duty() {
+    let pki = TestPki::new();
+    let mut config = collector_config(&pki);
+    config.rules.defaults = false;
+    config.incidents = toml::from_str(
+        r#"
+[[schedules]]
+name = "ops"
+time_zone = "Asia/Shanghai"
+overrides = []
+holiday_rosters = []
+[[schedules.rotations]]
+role = "primary"
+members = ["anna", "ben"]
+shift = "1day"
+handoff = "09:00:00"
+start_date = "2025-06-01"
+"#,
+    )
+    .unwrap();
+    let collector = TestCollector::start(config).await;
+    let http = collector.http;
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, TEST_TOKEN).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_patrol"))
+            .args(["oncall", "now", "--at", "2025-06-01T02:00:00Z"])
+            .args(["--url", &format!("http://{http}")])
+            .arg("--token-file")
+            .arg(&token)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // 10:00 in Shanghai on the rotation's first day: anna.
+        assert!(text.contains("ops (Asia/Shanghai): primary anna"), "{text}");
+        assert!(text.contains("secondary nobody"), "{text}");
+    })
+    .await
+    .unwrap();
+    collector.stop().await;
+}

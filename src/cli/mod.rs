@@ -3,6 +3,7 @@
 mod check;
 mod client;
 mod import;
+mod oncall;
 mod pki;
 mod silence;
 mod tickets;
@@ -45,6 +46,8 @@ enum Command {
     /// Tickets on a running collector: list, show, open, ack, comment,
     /// assign, resolve, close, reopen.
     Tickets(tickets::TicketsArgs),
+    /// Who is on call on a running collector.
+    Oncall(oncall::OncallArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -58,6 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => import::run(args),
         Command::Silence(args) => silence::run(args),
         Command::Tickets(args) => tickets::run(args),
+        Command::Oncall(args) => oncall::run(args),
     }
 }
 

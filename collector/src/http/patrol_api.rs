@@ -47,7 +47,7 @@ pub(crate) async fn serve(
         );
     }
     let query = req.uri().query().map(str::to_owned);
-    if let Some(answer) = tickets(&state, &route) {
+    if let Some(answer) = tickets(&state, &route, query.as_deref()) {
         return respond(answer.status, JSON, answer.body);
     }
     let store = state.store.clone();
@@ -123,9 +123,28 @@ async fn ticket_action(
     }
 }
 
-/// `tickets` and `tickets/ID`, from the incident desk in memory.
-fn tickets(state: &HttpState, route: &str) -> Option<Answer> {
+/// `tickets`, `tickets/ID` and `oncall`, from the incident desk in memory.
+fn tickets(state: &HttpState, route: &str, query: Option<&str>) -> Option<Answer> {
     let now = patrol_shared::model::now_ms();
+    if route == "oncall" {
+        let at = match parameters(query).find(|(n, _)| n == "at") {
+            None => Ok(now),
+            Some((_, v)) => {
+                super::api::parse_time("at", &v).map_err(|e| Problem::BadData(e.to_string()))
+            }
+        };
+        let answer = at.and_then(|at| success(&state.incidents.oncall_json(at)));
+        return Some(match answer {
+            Ok(body) => Answer {
+                status: StatusCode::OK,
+                body,
+            },
+            Err(p) => Answer {
+                status: p.status(),
+                body: p.body(),
+            },
+        });
+    }
     let found = match route.strip_prefix("tickets") {
         Some("") => Ok(state.incidents.tickets_json(now)),
         Some(rest) => match rest.strip_prefix('/').map(str::parse::<u64>) {

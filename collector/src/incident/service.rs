@@ -122,6 +122,27 @@ impl IncidentService {
             .map_err(|e| format!("cannot keep the tickets: {e}"))
     }
 
+    /// `/api/patrol/v1/oncall`: per schedule, who is on call at `at` in each
+    /// layer (and why), and the coverage gaps of the next 14 days.
+    pub fn oncall_json(&self, at: i64) -> Json {
+        use super::oncall::{Role, GAP_HORIZON_MS};
+        let schedules: Vec<Json> = self
+            .config
+            .schedules
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.name,
+                    "timeZone": s.time_zone,
+                    "primary": s.on_call(Role::Primary, at),
+                    "secondary": s.on_call(Role::Secondary, at),
+                    "gaps": s.gaps(at, at + GAP_HORIZON_MS),
+                })
+            })
+            .collect();
+        json!({ "at": at, "schedules": schedules })
+    }
+
     /// `/api/patrol/v1/tickets`: every ticket without its timeline, newest
     /// first, with its SLA clocks.
     pub fn tickets_json(&self, now: i64) -> Json {
