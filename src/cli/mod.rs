@@ -6,6 +6,7 @@ mod import;
 mod oncall;
 mod pki;
 mod silence;
+mod sla;
 mod tickets;
 mod up;
 
@@ -48,6 +49,8 @@ enum Command {
     Tickets(tickets::TicketsArgs),
     /// Who is on call on a running collector.
     Oncall(oncall::OncallArgs),
+    /// The SLA report of a running collector.
+    Sla(sla::SlaArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -62,6 +65,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Silence(args) => silence::run(args),
         Command::Tickets(args) => tickets::run(args),
         Command::Oncall(args) => oncall::run(args),
+        Command::Sla(args) => sla::run(args),
     }
 }
 

@@ -126,6 +126,29 @@ async fn ticket_action(
 /// `tickets`, `tickets/ID` and `oncall`, from the incident desk in memory.
 fn tickets(state: &HttpState, route: &str, query: Option<&str>) -> Option<Answer> {
     let now = patrol_shared::model::now_ms();
+    if route == "sla-report" {
+        let time = |name: &str, default: i64| -> Result<i64, Problem> {
+            match parameters(query).find(|(n, _)| n == name) {
+                None => Ok(default),
+                Some((_, v)) => {
+                    super::api::parse_time(name, &v).map_err(|e| Problem::BadData(e.to_string()))
+                }
+            }
+        };
+        let answer = time("from", now - 30 * 86_400_000)
+            .and_then(|from| time("to", now).map(|to| (from, to)))
+            .and_then(|(from, to)| success(&state.incidents.report_json(from, to, now)));
+        return Some(match answer {
+            Ok(body) => Answer {
+                status: StatusCode::OK,
+                body,
+            },
+            Err(p) => Answer {
+                status: p.status(),
+                body: p.body(),
+            },
+        });
+    }
     if route == "oncall" {
         let at = match parameters(query).find(|(n, _)| n == "at") {
             None => Ok(now),

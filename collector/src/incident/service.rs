@@ -122,6 +122,78 @@ impl IncidentService {
             .map_err(|e| format!("cannot keep the tickets: {e}"))
     }
 
+    /// `/api/patrol/v1/sla-report`: the tickets opened in [from, to): how
+    /// many, per SLA clock how many met, breached or still open, the median
+    /// calendar time of the met and breached ones, and the average
+    /// satisfaction rating.
+    pub fn report_json(&self, from: i64, to: i64, now: i64) -> Json {
+        use super::sla::{ClockKind, ClockState};
+        let desk = self.lock();
+        let tickets: Vec<_> = desk
+            .tickets
+            .values()
+            .filter(|t| (from..to).contains(&t.created_at))
+            .collect();
+        let median = |mut v: Vec<i64>| -> Option<f64> {
+            if v.is_empty() {
+                return None;
+            }
+            v.sort_unstable();
+            let mid = v.len() / 2;
+            let ms = if v.len() % 2 == 0 {
+                (v[mid - 1] + v[mid]) as f64 / 2.0
+            } else {
+                v[mid] as f64
+            };
+            Some(ms / 1000.0)
+        };
+        let mut clocks = serde_json::Map::new();
+        for kind in [ClockKind::Response, ClockKind::Solution, ClockKind::OnSite] {
+            let (mut met, mut breached, mut open, mut spent) = (0, 0, 0, Vec::new());
+            for t in &tickets {
+                for c in sla::views(t, &self.config.sla, now)
+                    .into_iter()
+                    .filter(|c| c.kind == kind)
+                {
+                    match c.state {
+                        ClockState::Met => {
+                            met += 1;
+                            spent.push(c.spent_ms);
+                        }
+                        ClockState::Breached => {
+                            breached += 1;
+                            spent.push(c.spent_ms);
+                        }
+                        ClockState::Running | ClockState::Paused => open += 1,
+                    }
+                }
+            }
+            let decided = met + breached;
+            clocks.insert(
+                kind.as_str().to_owned(),
+                json!({
+                    "met": met,
+                    "breached": breached,
+                    "open": open,
+                    "metRatio": if decided > 0 { Some(met as f64 / decided as f64) } else { None },
+                    "medianSeconds": median(spent),
+                }),
+            );
+        }
+        let ratings: Vec<f64> = tickets
+            .iter()
+            .filter_map(|t| t.rating.as_ref().map(|r| f64::from(r.score)))
+            .collect();
+        json!({
+            "from": from,
+            "to": to,
+            "tickets": tickets.len(),
+            "clocks": clocks,
+            "ratings": ratings.len(),
+            "satisfaction": if ratings.is_empty() { None } else { Some(ratings.iter().sum::<f64>() / ratings.len() as f64) },
+        })
+    }
+
     /// `/api/patrol/v1/oncall`: per schedule, who is on call at `at` in each
     /// layer (and why), and the coverage gaps of the next 14 days.
     pub fn oncall_json(&self, at: i64) -> Json {

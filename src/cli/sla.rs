@@ -1,0 +1,109 @@
+//! `patrol sla report [--from TIME] [--to TIME]`: the SLA report of a
+//! running collector for the tickets opened in a period (default: the last
+//! 30 days).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::Value as Json;
+
+use super::client::Api;
+
+#[derive(Args)]
+pub struct SlaArgs {
+    #[command(subcommand)]
+    command: SlaCommand,
+    /// The collector's HTTP API.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:9470")]
+    url: String,
+    /// A file holding an API token.
+    #[arg(long, global = true, default_value_os_t = super::default_data_dir().join("admin-token"))]
+    token_file: PathBuf,
+    /// The CA certificate (PEM) to trust for an https:// URL.
+    #[arg(long, global = true)]
+    ca: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum SlaCommand {
+    /// Met and breached clocks, median times and satisfaction for a period
+    /// (times RFC 3339 or Unix seconds).
+    Report {
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+    },
+}
+
+fn hours(v: &Json) -> String {
+    v.as_f64()
+        .map(|s| format!("{:.1} h", s / 3600.0))
+        .unwrap_or_else(|| "-".into())
+}
+
+pub fn run(args: SlaArgs) -> anyhow::Result<()> {
+    let token = std::fs::read_to_string(&args.token_file)
+        .with_context(|| format!("cannot read the token file {}", args.token_file.display()))?
+        .trim()
+        .to_owned();
+    let api = Api::new(&args.url, args.ca.as_deref(), &token)?;
+    let SlaCommand::Report { from, to } = args.command;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let mut query: Vec<String> = Vec::new();
+        for (name, value) in [("from", &from), ("to", &to)] {
+            if let Some(v) = value {
+                let v: String = form_urlencoded::byte_serialize(v.as_bytes()).collect();
+                query.push(format!("{name}={v}"));
+            }
+        }
+        let path = format!("/api/patrol/v1/sla-report?{}", query.join("&"));
+        let text = api
+            .send_ok(hyper::Method::GET, &path, &[], Vec::new())
+            .await?;
+        let answer: Json =
+            serde_json::from_str(&text).context("the collector's answer is not JSON")?;
+        let r = &answer["data"];
+        let time = |v: &Json| {
+            v.as_i64()
+                .map(patrol_shared::model::rfc3339)
+                .unwrap_or_default()
+        };
+        println!(
+            "SLA report, tickets opened from {} to {}",
+            time(&r["from"]),
+            time(&r["to"])
+        );
+        println!("  tickets: {}", r["tickets"]);
+        println!(
+            "  {:<10} {:>5} {:>9} {:>5} {:>8} {:>10}",
+            "clock", "met", "breached", "open", "met %", "median"
+        );
+        for kind in ["response", "solution", "on_site"] {
+            let c = &r["clocks"][kind];
+            let ratio = c["metRatio"]
+                .as_f64()
+                .map(|m| format!("{:.0} %", m * 100.0))
+                .unwrap_or_else(|| "-".into());
+            println!(
+                "  {:<10} {:>5} {:>9} {:>5} {:>8} {:>10}",
+                kind,
+                c["met"],
+                c["breached"],
+                c["open"],
+                ratio,
+                hours(&c["medianSeconds"])
+            );
+        }
+        match r["satisfaction"].as_f64() {
+            Some(s) => println!("  satisfaction: {s:.2} of 5 ({} ratings)", r["ratings"]),
+            None => println!("  satisfaction: no ratings"),
+        }
+        anyhow::Ok(())
+    })
+}
