@@ -140,7 +140,7 @@ impl IncidentService {
             }
             v.sort_unstable();
             let mid = v.len() / 2;
-            let ms = if v.len() % 2 == 0 {
+            let ms = if v.len().is_multiple_of(2) {
                 (v[mid - 1] + v[mid]) as f64 / 2.0
             } else {
                 v[mid] as f64
