@@ -1,10 +1,43 @@
 //! A small HTTP(S) client for the subcommands that talk to a running
 //! collector's API (`patrol import`, `patrol silence`), with its token.
 
+use std::path::PathBuf;
+
 use anyhow::{bail, Context};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
+
+/// Where the subcommands find a running collector's API, and with what.
+#[derive(clap::Args)]
+pub struct ApiArgs {
+    /// The collector's HTTP API.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:9470")]
+    pub url: String,
+    /// A file holding an API token with the role the command needs
+    /// (docs/api.md): viewer to read, operator to change tickets and
+    /// silences, writer to import.
+    #[arg(long, global = true, default_value_os_t = super::default_data_dir().join("admin-token"))]
+    pub token_file: PathBuf,
+    /// The CA certificate (PEM) to trust for an https:// URL.
+    #[arg(long, global = true)]
+    pub ca: Option<PathBuf>,
+}
+
+impl ApiArgs {
+    /// The API with the token read from its file, and a runtime to talk to
+    /// it on.
+    pub fn connect(&self) -> anyhow::Result<(Api, tokio::runtime::Runtime)> {
+        let token = std::fs::read_to_string(&self.token_file)
+            .with_context(|| format!("cannot read the token file {}", self.token_file.display()))?;
+        let api = Api::new(&self.url, self.ca.as_deref(), token.trim())?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        Ok((api, runtime))
+    }
+}
 
 /// A collector's API: where it is, TLS if https, and the token to send.
 pub struct Api {

@@ -13,22 +13,13 @@ use patrol_collector::http::remote_write::{
 use patrol_collector::textformat;
 use patrol_shared::model::MetricKind;
 
-use super::client::Api;
-
 #[derive(Args)]
 pub struct ImportArgs {
     /// The file: Prometheus text format (timestamps in ms) or OpenMetrics
     /// (ending in `# EOF`, timestamps in seconds).
     file: PathBuf,
-    /// The collector's HTTP API.
-    #[arg(long, default_value = "http://127.0.0.1:9470")]
-    url: String,
-    /// A file holding an API token with role writer or admin.
-    #[arg(long, default_value_os_t = super::default_data_dir().join("admin-token"))]
-    token_file: PathBuf,
-    /// The CA certificate (PEM) to trust for an https:// URL.
-    #[arg(long)]
-    ca: Option<PathBuf>,
+    #[command(flatten)]
+    api: super::client::ApiArgs,
     /// Samples per request.
     #[arg(long, default_value_t = 10_000)]
     batch: usize,
@@ -39,17 +30,9 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let parsed = textformat::parse(&text, textformat::is_openmetrics(&text))
         .map_err(|e| anyhow::anyhow!("{}:{}: {}", args.file.display(), e.line, e.message))?;
-    let token = std::fs::read_to_string(&args.token_file)
-        .with_context(|| format!("cannot read the token file {}", args.token_file.display()))?
-        .trim()
-        .to_owned();
     let requests = requests(parsed, args.batch.max(1), patrol_shared::model::now_ms());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let (api, runtime) = args.api.connect()?;
     runtime.block_on(async {
-        let api = Api::new(&args.url, args.ca.as_deref(), &token)?;
         let mut sent = 0;
         for (body, samples) in requests {
             let headers = [

@@ -1,27 +1,16 @@
 //! `patrol oncall now [--at TIME]`: who is on call on a running collector,
 //! per schedule and layer, and the coverage gaps of the next 14 days.
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::Value as Json;
-
-use super::client::Api;
 
 #[derive(Args)]
 pub struct OncallArgs {
     #[command(subcommand)]
     command: OncallCommand,
-    /// The collector's HTTP API.
-    #[arg(long, global = true, default_value = "http://127.0.0.1:9470")]
-    url: String,
-    /// A file holding an API token.
-    #[arg(long, global = true, default_value_os_t = super::default_data_dir().join("admin-token"))]
-    token_file: PathBuf,
-    /// The CA certificate (PEM) to trust for an https:// URL.
-    #[arg(long, global = true)]
-    ca: Option<PathBuf>,
+    #[command(flatten)]
+    api: super::client::ApiArgs,
 }
 
 #[derive(Subcommand)]
@@ -44,15 +33,7 @@ fn who(layer: &Json) -> String {
 }
 
 pub fn run(args: OncallArgs) -> anyhow::Result<()> {
-    let token = std::fs::read_to_string(&args.token_file)
-        .with_context(|| format!("cannot read the token file {}", args.token_file.display()))?
-        .trim()
-        .to_owned();
-    let api = Api::new(&args.url, args.ca.as_deref(), &token)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let (api, runtime) = args.api.connect()?;
     let OncallCommand::Now { at } = args.command;
     runtime.block_on(async {
         let path = match &at {

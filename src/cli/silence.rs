@@ -1,27 +1,16 @@
 //! `patrol silence add|list|expire`: silences on a running collector,
 //! through its API (`/api/v2/silences`; an operator or admin token).
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value as Json};
-
-use super::client::Api;
 
 #[derive(Args)]
 pub struct SilenceArgs {
     #[command(subcommand)]
     command: SilenceCommand,
-    /// The collector's HTTP API.
-    #[arg(long, global = true, default_value = "http://127.0.0.1:9470")]
-    url: String,
-    /// A file holding an API token (operator or admin to change silences).
-    #[arg(long, global = true, default_value_os_t = super::default_data_dir().join("admin-token"))]
-    token_file: PathBuf,
-    /// The CA certificate (PEM) to trust for an https:// URL.
-    #[arg(long, global = true)]
-    ca: Option<PathBuf>,
+    #[command(flatten)]
+    api: super::client::ApiArgs,
 }
 
 #[derive(Subcommand)]
@@ -58,15 +47,7 @@ fn whoami() -> String {
 }
 
 pub fn run(args: SilenceArgs) -> anyhow::Result<()> {
-    let token = std::fs::read_to_string(&args.token_file)
-        .with_context(|| format!("cannot read the token file {}", args.token_file.display()))?
-        .trim()
-        .to_owned();
-    let api = Api::new(&args.url, args.ca.as_deref(), &token)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let (api, runtime) = args.api.connect()?;
     runtime.block_on(async {
         match args.command {
             SilenceCommand::Add {

@@ -2,27 +2,16 @@
 //! tickets on a running collector, through its API
 //! (`/api/patrol/v1/tickets`; an operator or admin token to change them).
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value as Json};
-
-use super::client::Api;
 
 #[derive(Args)]
 pub struct TicketsArgs {
     #[command(subcommand)]
     command: TicketsCommand,
-    /// The collector's HTTP API.
-    #[arg(long, global = true, default_value = "http://127.0.0.1:9470")]
-    url: String,
-    /// A file holding an API token (operator or admin to change tickets).
-    #[arg(long, global = true, default_value_os_t = super::default_data_dir().join("admin-token"))]
-    token_file: PathBuf,
-    /// The CA certificate (PEM) to trust for an https:// URL.
-    #[arg(long, global = true)]
-    ca: Option<PathBuf>,
+    #[command(flatten)]
+    api: super::client::ApiArgs,
 }
 
 #[derive(Subcommand)]
@@ -87,15 +76,7 @@ fn time_text(ms: &Json) -> String {
 }
 
 pub fn run(args: TicketsArgs) -> anyhow::Result<()> {
-    let token = std::fs::read_to_string(&args.token_file)
-        .with_context(|| format!("cannot read the token file {}", args.token_file.display()))?
-        .trim()
-        .to_owned();
-    let api = Api::new(&args.url, args.ca.as_deref(), &token)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let (api, runtime) = args.api.connect()?;
     runtime.block_on(async {
         let json_headers = [("content-type", "application/json")];
         let act = |id: u64, action: Json| {

@@ -138,16 +138,7 @@ fn tickets(state: &HttpState, route: &str, query: Option<&str>) -> Option<Answer
         let answer = time("from", now - 30 * 86_400_000)
             .and_then(|from| time("to", now).map(|to| (from, to)))
             .and_then(|(from, to)| success(&state.incidents.report_json(from, to, now)));
-        return Some(match answer {
-            Ok(body) => Answer {
-                status: StatusCode::OK,
-                body,
-            },
-            Err(p) => Answer {
-                status: p.status(),
-                body: p.body(),
-            },
-        });
+        return Some(Answer::from(answer));
     }
     if route == "oncall" {
         let at = match parameters(query).find(|(n, _)| n == "at") {
@@ -157,16 +148,7 @@ fn tickets(state: &HttpState, route: &str, query: Option<&str>) -> Option<Answer
             }
         };
         let answer = at.and_then(|at| success(&state.incidents.oncall_json(at)));
-        return Some(match answer {
-            Ok(body) => Answer {
-                status: StatusCode::OK,
-                body,
-            },
-            Err(p) => Answer {
-                status: p.status(),
-                body: p.body(),
-            },
-        });
+        return Some(Answer::from(answer));
     }
     let found = match route.strip_prefix("tickets") {
         Some("") => Ok(state.incidents.tickets_json(now)),
@@ -181,16 +163,7 @@ fn tickets(state: &HttpState, route: &str, query: Option<&str>) -> Option<Answer
         },
         None => return None,
     };
-    Some(match found.and_then(|data| success(&data)) {
-        Ok(body) => Answer {
-            status: StatusCode::OK,
-            body,
-        },
-        Err(p) => Answer {
-            status: p.status(),
-            body: p.body(),
-        },
-    })
+    Some(Answer::from(found.and_then(|data| success(&data))))
 }
 
 /// Status and JSON body.
@@ -235,15 +208,22 @@ impl From<crate::storage::StoreError> for Problem {
 /// The answer to `route` (the path after `/api/patrol/v1/`) with the query
 /// string `query`.
 pub(crate) fn answer(store: &dyn Store, route: &str, query: Option<&str>) -> Answer {
-    match data(store, route, query) {
-        Ok(body) => Answer {
-            status: StatusCode::OK,
-            body,
-        },
-        Err(p) => Answer {
-            status: p.status(),
-            body: p.body(),
-        },
+    Answer::from(data(store, route, query))
+}
+
+impl From<Result<String, Problem>> for Answer {
+    /// 200 with the body, or the problem's status and error body.
+    fn from(result: Result<String, Problem>) -> Answer {
+        match result {
+            Ok(body) => Answer {
+                status: StatusCode::OK,
+                body,
+            },
+            Err(p) => Answer {
+                status: p.status(),
+                body: p.body(),
+            },
+        }
     }
 }
 
