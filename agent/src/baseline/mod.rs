@@ -26,6 +26,8 @@ mod context;
 mod dpkg;
 mod env_file;
 mod firewall;
+#[doc(hidden)]
+pub mod fuzzing;
 mod identity;
 mod intrusion;
 mod login_defs;

@@ -21,7 +21,8 @@ const PAM_DIR: &str = "etc/pam.d";
 const MAX_DEPTH: usize = 16;
 
 /// Reads one included service file: (shown name, text), none if absent.
-type FileLoader<'l> = dyn FnMut(&str) -> Result<Option<(String, String)>, BaselineError> + 'l;
+pub(super) type FileLoader<'l> =
+    dyn FnMut(&str) -> Result<Option<(String, String)>, BaselineError> + 'l;
 
 /// One module line of a stack, includes expanded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +103,7 @@ impl PamStack {
         stack
     }
 
-    fn parse_into(
+    pub(super) fn parse_into(
         &mut self,
         text: &str,
         file: &str,
@@ -269,7 +270,7 @@ impl ModuleConf {
         Ok(conf)
     }
 
-    #[cfg(test)]
+    /// One file's text alone.
     pub fn parse(text: &str, file: &str) -> Self {
         let mut conf = ModuleConf::default();
         conf.parse_into(text, file);

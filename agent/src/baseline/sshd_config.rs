@@ -82,7 +82,7 @@ impl SshdConfig {
         config
     }
 
-    fn parse_into(
+    pub(super) fn parse_into(
         &mut self,
         text: &str,
         file: &str,

@@ -141,12 +141,23 @@ pub fn duration_ms(s: &str) -> Option<i64> {
 /// Parses a query; an error says where, as `line:column:`, when the
 /// parser's message lets us find the place.
 pub fn parse(query: &str) -> Result<Expr, QueryError> {
-    parser::parse(query).map_err(|e| {
+    check_size(query)?;
+    parse_unwinding(query).map_err(|e| {
         let at = locate(query, &e)
             .map(|(line, col)| format!("{line}:{col}: "))
             .unwrap_or_default();
         QueryError::BadData(format!("invalid parameter \"query\": {at}parse error: {e}"))
     })
+}
+
+/// `promql-parser`'s parse, with its panics turned into errors: it turns
+/// a float duration into a `Duration` with `Duration::from_secs_f64`,
+/// which panics past about 5.8e11 years (`up[1e300]`, found by
+/// fuzz/fuzz_targets/promql_api.rs). Query text comes from the network;
+/// a panic there is a parse error like any other.
+fn parse_unwinding(query: &str) -> Result<Expr, String> {
+    std::panic::catch_unwind(|| parser::parse(query))
+        .unwrap_or_else(|_| Err("a duration or number in the query is out of range".into()))
 }
 
 /// Where a parse error is: an unclosed bracket's position, the end of the
@@ -204,8 +215,8 @@ fn context(limits: &Limits, start: i64, end: i64, timeout: Option<Duration>) -> 
     eval::Context {
         start,
         end,
-        lookback_ms: limits.lookback.as_millis() as i64,
-        default_step_ms: limits.default_subquery_step.as_millis() as i64,
+        lookback_ms: millis(limits.lookback),
+        default_step_ms: millis(limits.default_subquery_step),
         deadline: Instant::now() + timeout,
         max_samples: limits.max_samples,
         max_series: limits.max_series,
@@ -221,7 +232,9 @@ pub fn instant<S: Source + ?Sized>(
     timeout: Option<Duration>,
 ) -> Result<Value, QueryError> {
     let expr = parse(query)?;
+    check_time(time)?;
     let ctx = context(limits, time, time, timeout);
+    check_expr(&expr, time.abs(), 0, &ctx)?;
     let ev = eval::Evaluator::new(&ctx, source, &expr, time, time)?;
     ev.deadline()?;
     let value = ev.eval(&expr, time)?;
@@ -252,6 +265,11 @@ pub fn range<S: Source + ?Sized>(
             "end timestamp must not be before start time".into(),
         ));
     }
+    check_time(start)?;
+    check_time(end)?;
+    // A step past the whole range gives one point, whatever its size;
+    // bounding it keeps `t + step` far from overflowing.
+    let step = step.min(2 * MAX_TIME_MS + 1);
     if (end - start) / step > 11_000 {
         return Err(QueryError::BadData(
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
@@ -259,6 +277,7 @@ pub fn range<S: Source + ?Sized>(
     }
     let expr = parse(query)?;
     let ctx = context(limits, start, end, timeout);
+    check_expr(&expr, start.abs().max(end.abs()), 0, &ctx)?;
     let ev = eval::Evaluator::new(&ctx, source, &expr, start, end)?;
     ev.deadline()?;
     if let Expr::VectorSelector(vs) = eval::unwrap_parens(&expr) {
@@ -290,6 +309,167 @@ pub fn range<S: Source + ?Sized>(
     functions::collect_steps(steps)
 }
 
+/// Furthest from the Unix epoch a query may be evaluated, in ms (2^52 ms,
+/// about 142,000 years either way; Prometheus' API takes any int64).
+const MAX_TIME_MS: i64 = 1 << 52;
+
+/// Furthest from the epoch any time derived while evaluating may fall:
+/// an evaluation time, moved by every `@`, offset, range, subquery step
+/// and the lookback along one path of the expression. The evaluator does
+/// that arithmetic in plain i64; holding the sum under 2^61 leaves room
+/// for one more step on top, so hostile times and durations are refused
+/// here instead of overflowing there.
+const MAX_REACH_MS: i64 = 1 << 61;
+
+/// Most tokens a query may have. The parser, and dropping the tree it
+/// builds, recurse once per level, and a chain of operators is as deep as
+/// it is long: about 50,000 `-` overflow a 2 MiB stack, the size of the
+/// blocking-pool threads queries run on. Real queries have a few hundred.
+const MAX_TOKENS: usize = 8192;
+
+/// Most brackets a query may nest, checked before parsing.
+const MAX_BRACKETS: usize = 256;
+
+/// How deep an expression may nest, in units of stack: evaluation recurses
+/// once per level, a call, aggregation or subquery costing about four
+/// times an operator. 256 units is 64 nested calls; a debug build
+/// overflows a 2 MiB stack at about 200.
+const MAX_NESTING: usize = 256;
+
+/// Refuses a query too large or too deeply bracketed to parse safely.
+fn check_size(query: &str) -> Result<(), QueryError> {
+    let tokens = token_ends(query);
+    if tokens.len() > MAX_TOKENS {
+        return Err(QueryError::BadData(format!(
+            "invalid parameter \"query\": {} tokens, over the limit of {MAX_TOKENS}",
+            tokens.len()
+        )));
+    }
+    let mut depth = 0usize;
+    for &(start, end) in &tokens {
+        match &query[start..end] {
+            "(" | "[" | "{" => depth += 1,
+            ")" | "]" | "}" => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_BRACKETS {
+            return Err(too_deep());
+        }
+    }
+    Ok(())
+}
+
+fn too_deep() -> QueryError {
+    QueryError::BadData(format!(
+        "invalid parameter \"query\": expression nests too deeply (over {MAX_NESTING} levels)"
+    ))
+}
+
+/// Refuses an evaluation time outside [`MAX_TIME_MS`].
+fn check_time(t: i64) -> Result<(), QueryError> {
+    if t.checked_abs().is_some_and(|a| a <= MAX_TIME_MS) {
+        Ok(())
+    } else {
+        Err(QueryError::BadData(format!(
+            "time {t} ms is out of range (at most {MAX_TIME_MS} ms from 1970, about 142,000 years)"
+        )))
+    }
+}
+
+/// A duration in ms, saturating.
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `reach` moved by each of `by`, or an error past [`MAX_REACH_MS`].
+fn extend(reach: i64, by: &[i64]) -> Result<i64, QueryError> {
+    let total = by
+        .iter()
+        .fold(reach, |r, d| r.saturating_add(d.saturating_abs()));
+    if total > MAX_REACH_MS {
+        return Err(QueryError::BadData(format!(
+            "invalid parameter \"query\": its times, offsets and ranges reach over {MAX_REACH_MS} ms from 1970"
+        )));
+    }
+    Ok(total)
+}
+
+fn offset_ms(offset: &Option<parser::Offset>) -> i64 {
+    match offset {
+        None => 0,
+        Some(parser::Offset::Pos(d) | parser::Offset::Neg(d)) => millis(*d),
+    }
+}
+
+/// How far from 1970 a subtree is evaluated: `reach`, unless an `@` pins it.
+fn pinned(at: &Option<parser::AtModifier>, reach: i64) -> i64 {
+    match at {
+        Some(parser::AtModifier::At(t)) => match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => millis(d),
+            Err(e) => millis(e.duration()),
+        },
+        // @ start() and @ end() are query times, already within `reach`.
+        _ => reach,
+    }
+}
+
+/// Checks what evaluating `expr` at times up to `reach` ms from 1970 will
+/// do: how deep it recurses and how far its time arithmetic goes.
+fn check_expr(
+    expr: &Expr,
+    reach: i64,
+    depth: usize,
+    ctx: &eval::Context,
+) -> Result<(), QueryError> {
+    let depth = depth
+        + match expr {
+            Expr::Call(_) | Expr::Aggregate(_) | Expr::Subquery(_) => 4,
+            _ => 1,
+        };
+    if depth > MAX_NESTING {
+        return Err(too_deep());
+    }
+    match expr {
+        Expr::VectorSelector(vs) => extend(
+            pinned(&vs.at, reach),
+            &[offset_ms(&vs.offset), ctx.lookback_ms],
+        )
+        .map(drop),
+        Expr::MatrixSelector(ms) => extend(
+            pinned(&ms.vs.at, reach),
+            &[offset_ms(&ms.vs.offset), millis(ms.range), ctx.lookback_ms],
+        )
+        .map(drop),
+        Expr::Subquery(sq) => {
+            let step = sq.step.map_or(ctx.default_step_ms, millis);
+            let inner = extend(
+                pinned(&sq.at, reach),
+                &[offset_ms(&sq.offset), millis(sq.range), step],
+            )?;
+            check_expr(&sq.expr, inner, depth, ctx)
+        }
+        Expr::Aggregate(a) => {
+            check_expr(&a.expr, reach, depth, ctx)?;
+            match &a.param {
+                Some(p) => check_expr(p, reach, depth, ctx),
+                None => Ok(()),
+            }
+        }
+        Expr::Unary(u) => check_expr(&u.expr, reach, depth, ctx),
+        Expr::Binary(b) => {
+            check_expr(&b.lhs, reach, depth, ctx)?;
+            check_expr(&b.rhs, reach, depth, ctx)
+        }
+        Expr::Paren(p) => check_expr(&p.expr, reach, depth, ctx),
+        Expr::Call(c) => c
+            .args
+            .args
+            .iter()
+            .try_for_each(|a| check_expr(a, reach, depth, ctx)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => Ok(()),
+    }
+}
+
 /// For errors the parser does not place: the start of the first token
 /// after which the query can no longer be completed. A prefix counts as
 /// completable when it parses, when the parser says the input ended early,
@@ -299,12 +479,12 @@ fn first_bad_token(query: &str) -> Option<usize> {
     if query.len() > 2000 {
         return None;
     }
-    let completable = |prefix: &str| match parser::parse(prefix) {
+    let completable = |prefix: &str| match parse_unwinding(prefix) {
         Ok(_) => true,
         Err(e) if e.starts_with("unexpected end") || e.starts_with("unclosed") => true,
         Err(_) => ENDINGS
             .iter()
-            .any(|end| parser::parse(&format!("{prefix}{end}")).is_ok()),
+            .any(|end| parse_unwinding(&format!("{prefix}{end}")).is_ok()),
     };
     token_ends(query)
         .into_iter()
@@ -400,6 +580,123 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, QueryError::Timeout), "{err}");
         assert_eq!(err.error_type(), "timeout");
+    }
+
+    /// Runs `f` on a thread with the stack of tokio's blocking pool, where
+    /// the HTTP API evaluates queries.
+    fn on_blocking_pool_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    fn empty_store() -> (tempfile::TempDir, DiskStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    // Found by fuzz/fuzz_targets/promql_api.rs: `start=-1e300&end=1e300`
+    // parse to i64::MIN and i64::MAX, and `end - start` overflowed.
+    #[test]
+    fn range_over_the_whole_int64_span_is_refused_not_overflowed() {
+        let (_dir, store) = empty_store();
+        let limits = Limits::default();
+        let err = range(&store, &limits, "up", i64::MIN, i64::MAX, i64::MAX, None).unwrap_err();
+        assert_eq!(err.error_type(), "bad_data", "{err}");
+        assert!(err.to_string().contains("out of range"), "{err}");
+        // A step far past the range still gives its one point.
+        assert!(range(&store, &limits, "1", 0, 1000, i64::MAX, None).is_ok());
+    }
+
+    // Found by the same target: `time=-1e300` made the selector's lookback
+    // window start before i64::MIN (eval.rs, planning the selectors).
+    #[test]
+    fn instant_query_at_the_ends_of_int64_is_refused() {
+        let (_dir, store) = empty_store();
+        let limits = Limits::default();
+        for t in [i64::MIN, i64::MAX, -(1 << 53)] {
+            let err = instant(&store, &limits, "up", t, None).unwrap_err();
+            assert_eq!(err.error_type(), "bad_data", "{err}");
+        }
+        assert!(instant(&store, &limits, "up", MAX_TIME_MS, None).is_ok());
+    }
+
+    #[test]
+    fn offsets_ranges_and_at_times_that_reach_past_int64_are_refused() {
+        let (_dir, store) = empty_store();
+        let limits = Limits::default();
+        for q in [
+            "up offset 100000000y",
+            "up offset -100000000y",
+            "up @ 9e15",
+            "up @ -9e15",
+            "rate(up[4294967295w])",
+            "max_over_time(up[5m:4294967295w])",
+            "max_over_time((up offset 100000000y)[100000000y:])",
+        ] {
+            match instant(&store, &limits, q, 1_700_000_000_000, None) {
+                Err(err) => assert!(err.to_string().contains("reach"), "{q}: {err}"),
+                Ok(v) => panic!("{q}: {v:?}"),
+            }
+        }
+        assert!(instant(&store, &limits, "up offset 1y @ 0", 0, None).is_ok());
+    }
+
+    // Found by the same target: `abs(` nested 3000 times overflowed the
+    // stack while evaluating (functions::call ↔ Evaluator::eval), which
+    // aborts the whole collector.
+    #[test]
+    fn deeply_nested_queries_are_refused_before_they_overflow_the_stack() {
+        let nested =
+            |open: &str, close: &str, n: usize| format!("{}up{}", open.repeat(n), close.repeat(n));
+        let queries = [
+            nested("abs(", ")", 3000),
+            nested("(", ")", 3000),
+            nested("sum(", ")", 300),
+            nested("max_over_time(", "[5m:])", 100),
+            format!("up{}", " + up".repeat(2000)),
+            format!("{}up", "-".repeat(2000)),
+            // Past the parser's own limit on a 2 MiB stack.
+            format!("{}1", "-".repeat(60_000)),
+            format!("1{}", "+1".repeat(30_000)),
+        ];
+        let outcomes = on_blocking_pool_stack(move || {
+            let (_dir, store) = empty_store();
+            queries
+                .iter()
+                .map(|q| instant(&store, &Limits::default(), q, 0, None).map(drop))
+                .collect::<Vec<_>>()
+        });
+        for outcome in outcomes {
+            let err = outcome.unwrap_err();
+            assert_eq!(err.error_type(), "bad_data", "{err}");
+        }
+        let fine = on_blocking_pool_stack(|| {
+            let (_dir, store) = empty_store();
+            let q = format!("{}up{}", "abs(".repeat(60), ")".repeat(60));
+            instant(&store, &Limits::default(), &q, 0, None).map(drop)
+        });
+        assert!(fine.is_ok(), "{fine:?}");
+    }
+
+    // Found by fuzz/fuzz_targets/promql_api.rs: promql-parser panics in
+    // `Duration::from_secs_f64` on a float duration too large for it.
+    #[test]
+    fn float_durations_too_large_for_the_parser_are_parse_errors() {
+        for q in [
+            "up[1e300]",
+            "up offset 1e300",
+            "up offset -1e300",
+            "max_over_time(up[5m:1e300])",
+        ] {
+            let err = parse(q).unwrap_err();
+            assert_eq!(err.error_type(), "bad_data", "{q}: {err}");
+            assert!(err.to_string().contains("out of range"), "{q}: {err}");
+        }
     }
 
     #[test]
