@@ -44,9 +44,10 @@ pub struct AgentConfig {
     /// `[fim]`: file integrity monitoring.
     #[serde(default)]
     pub fim: FimConfig,
-    /// Where the agent keeps what must outlive a restart (the
-    /// file-integrity states). Default when loaded from a file: the config
-    /// file's folder. None (a config built in code) keeps it in memory.
+    /// Where the agent keeps what must outlive a restart (the spool of
+    /// unacknowledged batches, the file-integrity states). Default when
+    /// loaded from a file: the config file's folder. None (a config built
+    /// in code) keeps them in memory, for the life of the process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<PathBuf>,
 }
@@ -59,8 +60,13 @@ fn default_interval() -> Duration {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectorLink {
-    /// `host:port` of each collector, tried in order.
+    /// `host:port` of each collector, tried in order (the first is the
+    /// preferred one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<String>,
+    /// A single collector's `host:port`: the short form of `addresses`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
     /// The name the collector's certificate must carry; default: the host
     /// part of the address being dialled.
     #[serde(default)]
@@ -77,6 +83,22 @@ pub struct CollectorLink {
     /// Batches sent and not yet acknowledged, at most.
     #[serde(default = "default_window")]
     pub window: usize,
+    /// While connected to a collector other than the first listed, how
+    /// often the earlier ones are tried again; the agent moves back to one
+    /// as soon as it answers. Zero: stay until the connection is lost.
+    #[serde(with = "cfg::duration", default = "default_failback")]
+    pub failback: Duration,
+}
+
+impl CollectorLink {
+    /// The collectors to try, in order of preference.
+    pub fn targets(&self) -> Vec<String> {
+        self.address
+            .iter()
+            .chain(&self.addresses)
+            .cloned()
+            .collect()
+    }
 }
 
 fn default_connect_timeout() -> Duration {
@@ -91,12 +113,16 @@ fn default_backoff_max() -> Duration {
 fn default_window() -> usize {
     16
 }
+fn default_failback() -> Duration {
+    Duration::from_secs(60)
+}
 
 /// `[spool]`: batches waiting for the collector's acknowledgement.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpoolConfig {
-    /// Bound on queued batches; past it the oldest are dropped and counted.
+    /// Bound on the bytes of batches kept (in `state_dir/spool`); past it
+    /// the oldest are dropped and counted.
     #[serde(with = "cfg::bytes")]
     pub max_bytes: usize,
 }
@@ -104,7 +130,7 @@ pub struct SpoolConfig {
 impl Default for SpoolConfig {
     fn default() -> Self {
         SpoolConfig {
-            max_bytes: 64 << 20,
+            max_bytes: 256 << 20,
         }
     }
 }
@@ -133,6 +159,9 @@ impl AgentConfig {
                 problems,
             });
         }
+        // One form from here on, for code that sets the list.
+        config.collector.addresses = config.collector.targets();
+        config.collector.address = None;
         Ok(config)
     }
 
@@ -146,13 +175,31 @@ impl AgentConfig {
             ));
         }
         let link = &self.collector;
-        if link.addresses.is_empty() {
-            p.push("collector.addresses: list at least one collector as \"host:port\"".into());
+        let named = link
+            .address
+            .iter()
+            .map(|a| ("collector.address".to_owned(), a))
+            .chain(
+                link.addresses
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| (format!("collector.addresses[{i}]"), a)),
+            );
+        match (&link.address, link.addresses.is_empty()) {
+            (None, true) => p.push(
+                "collector.addresses: list at least one collector as \"host:port\" (or give collector.address)"
+                    .into(),
+            ),
+            (Some(_), false) => p.push(
+                "collector.address: give either collector.address or collector.addresses, not both"
+                    .into(),
+            ),
+            _ => {}
         }
-        for (i, addr) in link.addresses.iter().enumerate() {
+        for (key, addr) in named {
             if split_host_port(addr).is_none() {
                 p.push(format!(
-                    "collector.addresses[{i}]: {addr:?} is not \"host:port\" (e.g. \"collector.example:9471\", \"[::1]:9471\")"
+                    "{key}: {addr:?} is not \"host:port\" (e.g. \"collector.example:9471\", \"[::1]:9471\")"
                 ));
             }
         }
@@ -206,11 +253,13 @@ impl AgentConfig {
             labels: BTreeMap::new(),
             collector: CollectorLink {
                 addresses: vec![collector.to_owned()],
+                address: None,
                 server_name: None,
                 connect_timeout: default_connect_timeout(),
                 heartbeat: default_heartbeat(),
                 backoff_max: default_backoff_max(),
                 window: default_window(),
+                failback: default_failback(),
             },
             tls: TlsFiles {
                 ca: pki_dir.join("ca.pem"),
@@ -368,6 +417,37 @@ mod tests {
         assert_eq!(back.checks, c.checks, "{text}");
         assert_eq!(back.baseline, c.baseline);
         assert_eq!(back.fim, c.fim);
+    }
+
+    #[test]
+    fn one_collector_address_or_a_list() {
+        let one = load(&MINIMAL.replace(
+            "addresses = [\"127.0.0.1:9471\"]",
+            "address = \"127.0.0.1:9471\"",
+        ))
+        .unwrap();
+        assert_eq!(one.collector.targets(), ["127.0.0.1:9471"]);
+        let two = load(&MINIMAL.replace(
+            "\"127.0.0.1:9471\"]",
+            "\"a.example:9471\", \"b.example:9471\"]\nfailback = \"5m\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            two.collector.targets(),
+            ["a.example:9471", "b.example:9471"]
+        );
+        assert_eq!(two.collector.failback, Duration::from_secs(300));
+        assert_eq!(one.collector.failback, Duration::from_secs(60));
+        assert_eq!(one.spool.max_bytes, 256 << 20);
+        let both = load(&MINIMAL.replace("[collector]", "[collector]\naddress = \"nowhere\""))
+            .unwrap_err()
+            .to_string();
+        assert!(both.contains("not both"), "{both}");
+        assert!(both.contains("collector.address: \"nowhere\""), "{both}");
+        let none = load(&MINIMAL.replace("addresses = [\"127.0.0.1:9471\"]", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(none.contains("at least one collector"), "{none}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Patrol's agent: measures its host every `interval` ([`host`]), queues
-//! each cycle as a numbered batch ([`spool`]) and streams the batches to the
-//! collector over mutual TLS ([`link`]), which acknowledges each once stored.
+//! Patrol's agent: measures its host every `interval` ([`host`]), writes
+//! each cycle as a numbered batch to its on-disk spool ([`spool`]) and
+//! streams the batches to the collector over mutual TLS ([`link`]), which
+//! acknowledges each once stored; only then does it leave the spool.
 //!
 //! Beside the host metrics, each on its own schedule: service checks
 //! ([`checks`]), the daily security-baseline inspection ([`baseline`]) and
@@ -39,7 +40,7 @@ use crate::baseline::schedule::Inspector;
 use crate::checks::CheckSet;
 use crate::fim::FileIntegrity;
 use crate::host::HostMetrics;
-use crate::link::{Link, LinkCounters};
+use crate::link::{ClientTls, Link, LinkCounters};
 use crate::spool::Spool;
 use crate::telemetry::{AgentTelemetry, CycleFacts};
 
@@ -52,28 +53,35 @@ const FIM_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 pub enum AgentError {
     #[error(transparent)]
     Tls(#[from] patrol_shared::tls::TlsError),
+    #[error(transparent)]
+    Spool(#[from] spool::SpoolError),
 }
 
 /// Runs the agent until `cancel` fires; on the way out it tells the
-/// collector goodbye.
+/// collector goodbye and closes the spool, so that another run in the same
+/// process (a config reload) can open it again.
 pub async fn run(config: AgentConfig, cancel: CancellationToken) -> Result<(), AgentError> {
     let tls = patrol_shared::tls::client_config(&config.tls)?;
-    let spool = Arc::new(Spool::new(config.spool.max_bytes));
+    let (state_dir, max_bytes) = (config.state_dir.clone(), config.spool.max_bytes);
+    let spool = tokio::task::spawn_blocking(move || Spool::open(state_dir.as_deref(), max_bytes))
+        .await
+        .map_err(|e| spool::SpoolError::Task(e.to_string()))??;
+    let spool = Arc::new(spool);
     let counters = Arc::new(LinkCounters::default());
     let hello = hello(&config, spool.stream_id());
     let host_name = hello.hostname.clone();
     let link = Link {
         config: config.collector.clone(),
-        tls,
+        tls: ClientTls::new(config.tls.clone(), tls),
         spool: spool.clone(),
         hello,
         counters: counters.clone(),
     };
-    info!(interval = ?config.interval, collectors = ?config.collector.addresses, "agent starting");
+    info!(interval = ?config.interval, collectors = ?config.collector.targets(), "agent starting");
     let link_task = tokio::spawn(link.run(cancel.clone()));
     let (events_tx, events) = mpsc::channel(outbox::EVENT_QUEUE);
     let (inspections_tx, inspections) = mpsc::channel(outbox::INSPECTION_QUEUE);
-    tokio::spawn(outbox::run(
+    let outbox_task = tokio::spawn(outbox::run(
         spool.clone(),
         events,
         inspections,
@@ -82,6 +90,11 @@ pub async fn run(config: AgentConfig, cancel: CancellationToken) -> Result<(), A
     let monitors = Monitors::start(&config, host_name, events_tx, inspections_tx, &cancel);
     collect_loop(&config, &spool, &counters, &monitors, &cancel).await;
     let _ = link_task.await;
+    let _ = outbox_task.await;
+    match Arc::try_unwrap(spool) {
+        Ok(spool) => spool.close().await,
+        Err(_) => warn!("spool still in use at exit; it closes when released"),
+    }
     if let Some(fim) = &monitors.fim {
         // Its states saved, so that the next start compares with them.
         if tokio::time::timeout(FIM_STOP_WAIT, fim.stopped())
@@ -200,6 +213,7 @@ async fn collect_loop(
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut clock = TickClock::default();
+    let mut cycles = 0u64;
     loop {
         let tick = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -224,12 +238,14 @@ async fn collect_loop(
             }
         };
         host = Some(metrics);
+        cycles += 1;
         let mut families = cycle.families;
         families.extend(monitors.families());
         let series = families.iter().map(|f| f.series.len()).sum();
         families.extend(own.families(&CycleFacts {
             reports: &cycle.reports,
             cycle: started.elapsed(),
+            cycles,
             series,
             spool: spool.stats(),
             link: counters,
@@ -238,7 +254,7 @@ async fn collect_loop(
             timestamp_ms,
             families,
         };
-        if let Err(e) = spool.push(vec![Entry::Samples(set)]) {
+        if let Err(e) = spool.push(vec![Entry::Samples(set)]).await {
             warn!(error = %e, "cannot queue batch");
         }
     }

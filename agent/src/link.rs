@@ -3,15 +3,26 @@
 //! with a window of unacknowledged ones, answer-checked heartbeats, and
 //! reconnect with capped exponential backoff and jitter when anything breaks.
 //!
+//! Every connection attempt starts from the first address listed. While
+//! connected to a later one, the earlier ones are tried every `failback`;
+//! when one answers, the batches in flight are acknowledged first and the
+//! link moves over (a primary/standby pair returns to the primary).
+//!
+//! The TLS client settings are read again from their files when those
+//! change ([`ClientTls`]), so a renewed certificate is used from the next
+//! connection on without a restart.
+//!
 //! The operator sees one log line per change of state, never one per retry.
 
 use std::collections::VecDeque;
+use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use patrol_shared::codec::{self, FrameError};
 use patrol_shared::protocol::{AgentMessage, CollectorMessage, Hello, PROTOCOL_VERSION};
+use patrol_shared::tls::TlsFiles;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
@@ -42,14 +53,13 @@ pub struct LinkCounters {
 /// Everything the link needs.
 pub struct Link {
     pub config: CollectorLink,
-    pub tls: Arc<ClientConfig>,
+    pub tls: ClientTls,
     pub spool: Arc<Spool>,
     pub hello: Hello,
     pub counters: Arc<LinkCounters>,
 }
 
 /// Why a connection attempt or a session ended.
-#[derive(Debug)]
 enum Failure {
     /// Could not reach or handshake with any collector.
     Unreachable(String),
@@ -58,6 +68,90 @@ enum Failure {
     /// An established session ended.
     Lost(String),
     Shutdown,
+    /// A collector listed before the one in use answered: move to it.
+    Failback(usize, Box<TlsStream<TcpStream>>),
+}
+
+/// A connection to the collector listed at this position.
+type Dialled = (usize, Box<TlsStream<TcpStream>>);
+
+/// The agent's TLS client settings, built from its files (CA, certificate,
+/// key) and built again when any of them changes: each connection attempt
+/// looks at the files' inode, size and mtime. Files that changed but do not
+/// load (half written, key not matching) are logged once and the previous
+/// settings kept, to be tried again at the next attempt.
+pub struct ClientTls {
+    files: TlsFiles,
+    loaded: Mutex<Loaded>,
+}
+
+/// What identifies a version of a file without reading it.
+type Stamp = [Option<(u64, Option<SystemTime>, u64)>; 3];
+
+struct Loaded {
+    stamp: Stamp,
+    config: Arc<ClientConfig>,
+    failed: Option<String>,
+}
+
+impl ClientTls {
+    /// `config` is what `files` hold now (loaded by the caller, who
+    /// refuses to start without it).
+    pub fn new(files: TlsFiles, config: Arc<ClientConfig>) -> ClientTls {
+        ClientTls {
+            loaded: Mutex::new(Loaded {
+                stamp: stamp(&files),
+                config,
+                failed: None,
+            }),
+            files,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Loaded> {
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The settings for the next connection.
+    async fn current(&self) -> Arc<ClientConfig> {
+        let files = self.files.clone();
+        let before = self.lock().stamp;
+        let fresh = tokio::task::spawn_blocking(move || {
+            let now = stamp(&files);
+            (now != before).then(|| (now, patrol_shared::tls::client_config(&files)))
+        })
+        .await
+        .ok()
+        .flatten();
+        let mut loaded = self.lock();
+        match fresh {
+            None => {}
+            Some((now, Ok(config))) => {
+                info!(cert = %self.files.cert.display(), "TLS files changed; connecting with them from now on");
+                *loaded = Loaded {
+                    stamp: now,
+                    config,
+                    failed: None,
+                };
+            }
+            Some((_, Err(e))) => {
+                let why = e.to_string();
+                if loaded.failed.as_ref() != Some(&why) {
+                    warn!(error = %why, "TLS files changed but cannot be used; connecting with the previous ones");
+                    loaded.failed = Some(why);
+                }
+            }
+        }
+        loaded.config.clone()
+    }
+}
+
+fn stamp(files: &TlsFiles) -> Stamp {
+    [&files.ca, &files.cert, &files.key].map(|path| {
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.ino(), m.modified().ok(), m.len()))
+    })
 }
 
 impl Link {
@@ -69,6 +163,8 @@ impl Link {
             let failure = self.connect_and_stream(&cancel).await;
             let (line, connected_before) = match &failure {
                 Failure::Shutdown => break,
+                // Handled inside connect_and_stream; never seen here.
+                Failure::Failback(..) => continue,
                 Failure::Lost(why) => (format!("lost: {why}"), true),
                 Failure::Unreachable(why) => (format!("unreachable: {why}"), false),
                 Failure::Refused(why) => (format!("refused: {why}"), false),
@@ -99,20 +195,60 @@ impl Link {
         }
     }
 
-    /// Tries each address in order; streams on the first that accepts us.
+    /// Tries each address in order; streams on the first that accepts us,
+    /// and moves on to a preferred one when it comes back.
     async fn connect_and_stream(&self, cancel: &CancellationToken) -> Failure {
-        let mut reasons = Vec::new();
-        for addr in &self.config.addresses {
-            let stream = tokio::select! {
-                _ = cancel.cancelled() => return Failure::Shutdown,
-                s = self.dial(addr) => s,
+        let targets = self.config.targets();
+        let mut next = None;
+        loop {
+            let (at, tls) = match next.take() {
+                Some(dialled) => dialled,
+                None => {
+                    let dialled = tokio::select! {
+                        _ = cancel.cancelled() => return Failure::Shutdown,
+                        d = self.dial_first(&targets, targets.len()) => d,
+                    };
+                    match dialled {
+                        Ok(d) => d,
+                        Err(why) => return Failure::Unreachable(why),
+                    }
+                }
             };
-            match stream {
-                Ok(tls) => return self.session(addr, tls, cancel).await,
+            match self.session(&targets, at, tls, cancel).await {
+                Failure::Failback(to, tls) => {
+                    info!(from = %targets[at], to = %targets[to], "a preferred collector answers again; moving back to it");
+                    next = Some((to, tls));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The first of `targets[..upto]` that accepts a TLS connection.
+    async fn dial_first(&self, targets: &[String], upto: usize) -> Result<Dialled, String> {
+        let mut reasons = Vec::new();
+        for (i, addr) in targets.iter().take(upto).enumerate() {
+            match self.dial(addr).await {
+                Ok(tls) => return Ok((i, Box::new(tls))),
                 Err(why) => reasons.push(format!("{addr}: {why}")),
             }
         }
-        Failure::Unreachable(reasons.join("; "))
+        Err(reasons.join("; "))
+    }
+
+    /// While connected to `targets[at]`: every `failback`, tries the ones
+    /// before it. Never resolves for the first, or with failback off.
+    async fn failback_probe(&self, targets: &[String], at: usize) -> Dialled {
+        if at == 0 || self.config.failback.is_zero() {
+            return std::future::pending().await;
+        }
+        loop {
+            tokio::time::sleep(self.config.failback).await;
+            match self.dial_first(targets, at).await {
+                Ok(dialled) => return dialled,
+                Err(why) => debug!(reason = %why, "preferred collectors still unreachable"),
+            }
+        }
     }
 
     /// TCP connect and TLS handshake, each within the connect timeout.
@@ -132,7 +268,7 @@ impl Link {
             .map_err(|_| format!("no TCP connection within {timeout:?}"))?
             .map_err(|e| e.to_string())?;
         let _ = tcp.set_nodelay(true);
-        let connector = TlsConnector::from(self.tls.clone());
+        let connector = TlsConnector::from(self.tls.current().await);
         tokio::time::timeout(timeout, connector.connect(server_name, tcp))
             .await
             .map_err(|_| format!("no TLS handshake within {timeout:?}"))?
@@ -142,19 +278,22 @@ impl Link {
     /// Hello/Welcome, then stream until the session ends.
     async fn session(
         &self,
-        addr: &str,
-        mut tls: TlsStream<TcpStream>,
+        targets: &[String],
+        at: usize,
+        mut tls: Box<TlsStream<TcpStream>>,
         cancel: &CancellationToken,
     ) -> Failure {
         let welcome = match self.greet(&mut tls).await {
             Ok(w) => w,
             Err(f) => return f,
         };
-        self.spool.ack(welcome.last_applied_seq);
+        // What the collector already has leaves the spool unsent.
+        self.spool.ack(welcome.last_applied_seq).await;
         self.counters.connected.store(true, Ordering::Relaxed);
         self.counters.connections.fetch_add(1, Ordering::Relaxed);
-        info!(collector = %addr, host = %welcome.host, "connected to collector");
-        let (reader, writer) = tokio::io::split(tls);
+        info!(collector = %targets[at], host = %welcome.host, stream = self.hello.stream_id,
+              "connected to collector");
+        let (reader, writer) = tokio::io::split(*tls);
         let (tx, rx) = mpsc::channel(64);
         let read_task = tokio::spawn(read_messages(reader, tx));
         let end = Streamer {
@@ -164,7 +303,7 @@ impl Link {
             last_sent: welcome.last_applied_seq,
             unacked: VecDeque::new(),
         }
-        .run(cancel)
+        .run(targets, at, cancel)
         .await;
         read_task.abort();
         self.counters.connected.store(false, Ordering::Relaxed);
@@ -237,16 +376,36 @@ struct Streamer<'a> {
 }
 
 impl Streamer<'_> {
-    async fn run(mut self, cancel: &CancellationToken) -> Failure {
-        let heartbeat = self.link.config.heartbeat;
+    async fn run(mut self, targets: &[String], at: usize, cancel: &CancellationToken) -> Failure {
+        let link = self.link;
+        let heartbeat = link.config.heartbeat;
         let mut last_rx = Instant::now();
         let mut last_tx = Instant::now();
+        let probe = link.failback_probe(targets, at);
+        tokio::pin!(probe);
+        // A preferred collector that answered, and until when the batches
+        // in flight here may take to be acked before moving to it.
+        let mut moving: Option<(Dialled, Instant)> = None;
         loop {
-            if let Err(f) = self.send_window(&mut last_tx).await {
+            if let Some((_, until)) = &moving {
+                if self.unacked.is_empty() || Instant::now() >= *until {
+                    let bye = AgentMessage::Bye {
+                        reason: "moving to a preferred collector".into(),
+                    };
+                    let _ = tokio::time::timeout(Duration::from_secs(1), self.write(&bye)).await;
+                    let _ = self.writer.shutdown().await;
+                    if let Some(((to, tls), _)) = moving.take() {
+                        return Failure::Failback(to, tls);
+                    }
+                }
+            } else if let Err(f) = self.send_window(&mut last_tx).await {
                 return f;
             }
-            let window_open = self.in_flight() < self.link.config.window;
-            let next_check = (last_tx + heartbeat).min(last_rx + heartbeat * 3);
+            let window_open = moving.is_none() && self.in_flight() < link.config.window;
+            let mut next_check = (last_tx + heartbeat).min(last_rx + heartbeat * 3);
+            if let Some((_, until)) = &moving {
+                next_check = next_check.min(*until);
+            }
             tokio::select! {
                 _ = cancel.cancelled() => {
                     let bye = AgentMessage::Bye { reason: "agent shutting down".into() };
@@ -254,12 +413,15 @@ impl Streamer<'_> {
                     let _ = self.writer.shutdown().await;
                     return Failure::Shutdown;
                 }
-                _ = self.link.spool.wait_for_push(), if window_open => {}
+                dialled = &mut probe, if moving.is_none() => {
+                    moving = Some((dialled, Instant::now() + link.config.connect_timeout));
+                }
+                _ = link.spool.wait_for_push(), if window_open => {}
                 msg = self.rx.recv() => {
                     last_rx = Instant::now();
                     match msg {
                         Some(Ok(Some(CollectorMessage::Ack { seq }))) => {
-                            self.link.spool.ack(seq);
+                            link.spool.ack(seq).await;
                             while self.unacked.front().is_some_and(|s| *s <= seq) {
                                 self.unacked.pop_front();
                             }
@@ -299,7 +461,7 @@ impl Streamer<'_> {
     /// Sends queued batches while the window has room.
     async fn send_window(&mut self, last_tx: &mut Instant) -> Result<(), Failure> {
         while self.in_flight() < self.link.config.window {
-            let Some(next) = self.link.spool.next_after(self.last_sent) else {
+            let Some(next) = self.link.spool.next_after(self.last_sent).await else {
                 return Ok(());
             };
             self.write_raw(&next.frame).await?;

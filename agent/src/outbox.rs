@@ -44,7 +44,7 @@ pub async fn run(
             Some(inspection) = inspections.recv() => vec![Entry::Inspection(inspection)],
             else => return,
         };
-        if let Err(e) = spool.push(entries) {
+        if let Err(e) = spool.push(entries).await {
             warn!(error = %e, "cannot queue events");
         }
     }

@@ -22,6 +22,8 @@ pub struct AgentTelemetry {
 pub struct CycleFacts<'a> {
     pub reports: &'a [CollectorReport],
     pub cycle: Duration,
+    /// Cycles run since the agent started, this one included.
+    pub cycles: u64,
     pub series: usize,
     pub spool: SpoolStats,
     pub link: &'a LinkCounters,
@@ -61,6 +63,11 @@ impl AgentTelemetry {
                 "Time the last collection cycle took.",
             )
             .with_value(facts.cycle.as_secs_f64()),
+            Family::counter(
+                "patrol_agent_cycles_total",
+                "Collection cycles run since the agent started, this one included.",
+            )
+            .with_value(facts.cycles as f64),
             Family::gauge("patrol_agent_series", "Series collected in the last cycle.")
                 .with_value(facts.series as f64),
             Family::gauge("patrol_agent_spool_batches", "Batches waiting for an ack.")
@@ -75,6 +82,11 @@ impl AgentTelemetry {
                 "Batches dropped, oldest first, because the spool was full.",
             )
             .with_value(facts.spool.dropped_batches as f64),
+            Family::counter(
+                "patrol_agent_spool_corrupt_batches_total",
+                "Spool records that failed their checksum and were skipped.",
+            )
+            .with_value(facts.spool.corrupt_batches as f64),
             Family::counter(
                 "patrol_agent_batches_acked_total",
                 "Batches the collector acknowledged.",
@@ -155,6 +167,7 @@ mod tests {
         let facts = CycleFacts {
             reports: &reports,
             cycle: Duration::from_millis(2),
+            cycles: 1,
             series: 3,
             spool: SpoolStats::default(),
             link: &link,

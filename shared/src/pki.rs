@@ -13,12 +13,21 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevokedCertParams, SanType, SerialNumber, PKCS_ECDSA_P256_SHA256,
 };
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 use time::OffsetDateTime;
+use x509_parser::extensions::ParsedExtension;
 
-use crate::tls::is_valid_host_name;
+use crate::tls::{certificate_serial, is_valid_host_name, load_certs, serial_hex};
+
+/// How long a CRL written by [`Ca::revoke`] says it is current. Patrol's
+/// collector does not refuse a CRL past this date (it has no other to
+/// fetch), but other tools may: revoke again, or rewrite it, within a year.
+pub const CRL_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Default validity of an issued (leaf) certificate: one year.
 pub const DEFAULT_LEAF_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -178,6 +187,110 @@ impl Ca {
     }
 }
 
+impl Ca {
+    /// Adds the certificates in `certs` (PEM files) to the revocation list
+    /// at `crl` (created when missing; PEM), keeping what it already
+    /// revokes, and re-signs it with a higher CRL number. Returns the
+    /// serial numbers added (hex) and the number now revoked.
+    pub fn revoke(&self, crl: &Path, certs: &[PathBuf]) -> Result<(Vec<String>, usize), PkiError> {
+        let parse = |path: &Path, reason: String| PkiError::Parse {
+            path: path.to_owned(),
+            reason,
+        };
+        let (mut revoked, number) = match crl.exists() {
+            true => read_crl(crl)?,
+            false => (Vec::new(), 0),
+        };
+        let now = OffsetDateTime::now_utc();
+        let mut added = Vec::new();
+        for path in certs {
+            let leaf = load_certs(path)
+                .map_err(|e| parse(path, e.to_string()))?
+                .into_iter()
+                .next()
+                .ok_or_else(|| parse(path, "no certificate".into()))?;
+            let serial = certificate_serial(&leaf).map_err(|e| parse(path, e.to_string()))?;
+            if revoked
+                .iter()
+                .any(|r: &RevokedCertParams| r.serial_number.as_ref() == serial)
+            {
+                continue;
+            }
+            added.push(serial_hex(&serial));
+            revoked.push(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&serial),
+                revocation_time: now,
+                reason_code: None,
+                invalidity_date: None,
+            });
+        }
+        let count = revoked.len();
+        let params = CertificateRevocationListParams {
+            this_update: now - time::Duration::minutes(5),
+            next_update: now + CRL_VALIDITY,
+            crl_number: SerialNumber::from(number + 1),
+            issuing_distribution_point: None,
+            revoked_certs: revoked,
+            key_identifier_method: self.key_identifier(),
+        };
+        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?;
+        let pem = params.signed_by(&issuer)?.pem()?;
+        write_file(crl, pem.as_bytes(), 0o644, true)?;
+        Ok((added, count))
+    }
+
+    /// The CA's own subject key identifier, so the CRL's authority key
+    /// identifier matches it whichever tool made the CA.
+    fn key_identifier(&self) -> KeyIdMethod {
+        let ski = CertificateDer::from_pem_slice(self.cert_pem.as_bytes())
+            .ok()
+            .and_then(|der| {
+                let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+                cert.extensions()
+                    .iter()
+                    .find_map(|e| match e.parsed_extension() {
+                        ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+                        _ => None,
+                    })
+            });
+        ski.map_or(KeyIdMethod::Sha256, KeyIdMethod::PreSpecified)
+    }
+}
+
+/// The entries and CRL number of an existing CRL file (PEM or DER).
+fn read_crl(path: &Path) -> Result<(Vec<RevokedCertParams>, u64), PkiError> {
+    let bytes = std::fs::read(path).map_err(|error| PkiError::Read {
+        path: path.to_owned(),
+        error,
+    })?;
+    let parse = |reason: String| PkiError::Parse {
+        path: path.to_owned(),
+        reason,
+    };
+    let der = if bytes.starts_with(b"-----") {
+        CertificateRevocationListDer::from_pem_slice(&bytes).map_err(|e| parse(e.to_string()))?
+    } else {
+        CertificateRevocationListDer::from(bytes)
+    };
+    let (_, crl) = x509_parser::parse_x509_crl(der.as_ref()).map_err(|e| parse(e.to_string()))?;
+    let number = crl
+        .crl_number()
+        .and_then(|n| u64::try_from(n).ok())
+        .unwrap_or(0);
+    let mut revoked = Vec::new();
+    for entry in crl.iter_revoked_certificates() {
+        let time = OffsetDateTime::from_unix_timestamp(entry.revocation_date.timestamp())
+            .map_err(|e| parse(e.to_string()))?;
+        revoked.push(RevokedCertParams {
+            serial_number: SerialNumber::from_slice(crate::tls::trim_serial(entry.raw_serial())),
+            revocation_time: time,
+            reason_code: None,
+            invalidity_date: None,
+        });
+    }
+    Ok((revoked, number))
+}
+
 impl Issued {
     /// Writes `NAME.pem` and `NAME-key.pem` into `dir`.
     pub fn write(
@@ -315,5 +428,50 @@ mod tests {
             .issue(Role::Agent, "db/../x", &[], DEFAULT_LEAF_VALIDITY)
             .unwrap_err();
         assert!(matches!(err, PkiError::Name { .. }));
+    }
+
+    #[test]
+    fn revoking_twice_keeps_both_serials_and_the_collector_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::generate(DEFAULT_CA_VALIDITY).unwrap();
+        ca.write(dir.path(), false).unwrap();
+        let mut serials = Vec::new();
+        for name in ["db", "web"] {
+            let (cert, _) = ca
+                .issue(Role::Agent, name, &[], DEFAULT_LEAF_VALIDITY)
+                .unwrap()
+                .write(dir.path(), name, false)
+                .unwrap();
+            serials.push(certificate_serial(&load_certs(&cert).unwrap()[0]).unwrap());
+        }
+        let crl = dir.path().join("crl.pem");
+        let (added, count) = ca.revoke(&crl, &[dir.path().join("db.pem")]).unwrap();
+        assert_eq!((added.len(), count), (1, 1));
+        let (added, count) = ca
+            .revoke(
+                &crl,
+                &[dir.path().join("db.pem"), dir.path().join("web.pem")],
+            )
+            .unwrap();
+        assert_eq!((added.len(), count), (1, 2));
+        let list = crate::tls::load_crls(&crl, &dir.path().join("ca.pem")).unwrap();
+        assert!(list.revokes(&serials[0]) && list.revokes(&serials[1]));
+    }
+
+    #[test]
+    fn a_crl_of_another_ca_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = Ca::generate(DEFAULT_CA_VALIDITY).unwrap();
+        ours.write(dir.path(), false).unwrap();
+        let other = Ca::generate(DEFAULT_CA_VALIDITY).unwrap();
+        let (cert, _) = other
+            .issue(Role::Agent, "db", &[], DEFAULT_LEAF_VALIDITY)
+            .unwrap()
+            .write(dir.path(), "db", false)
+            .unwrap();
+        let crl = dir.path().join("crl.pem");
+        other.revoke(&crl, &[cert]).unwrap();
+        let err = crate::tls::load_crls(&crl, &dir.path().join("ca.pem")).unwrap_err();
+        assert!(err.to_string().contains("not issued by the CA"), "{err}");
     }
 }

@@ -1,5 +1,6 @@
-//! `patrol pki init` and `patrol pki issue`: the fleet CA and the
-//! certificates it signs.
+//! `patrol pki init`, `patrol pki issue` and `patrol pki revoke`: the fleet
+//! CA, the certificates it signs, and the list of those it no longer vouches
+//! for.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -42,6 +43,21 @@ pub enum PkiCommand {
         /// Replace existing files.
         #[arg(long)]
         force: bool,
+    },
+    /// Revoke certificates: add them to the CA's revocation list (crl.pem in
+    /// --dir, created when missing). Point the collector's `ingest.crl` at
+    /// that file: it refuses the certificates and closes their sessions.
+    Revoke {
+        /// Names of issued certificates (NAME.pem in --dir) or paths to
+        /// certificate files. With none, the list is written (or re-signed,
+        /// current for another year) as it is.
+        certs: Vec<String>,
+        /// Folder holding the CA.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The CRL file to write (default: crl.pem in --dir).
+        #[arg(long)]
+        crl: Option<PathBuf>,
     },
 }
 
@@ -103,6 +119,32 @@ pub fn run(command: PkiCommand) -> anyhow::Result<()> {
                 },
                 cert.display(),
                 key.display()
+            );
+        }
+        PkiCommand::Revoke { certs, dir, crl } => {
+            let ca =
+                Ca::load(&dir).with_context(|| format!("no usable CA in {}", dir.display()))?;
+            let crl = crl.unwrap_or_else(|| dir.join("crl.pem"));
+            let paths: Vec<PathBuf> = certs
+                .iter()
+                .map(|c| {
+                    let path = PathBuf::from(c);
+                    if c.ends_with(".pem") || path.components().count() > 1 {
+                        path
+                    } else {
+                        patrol_shared::pki::leaf_paths(&dir, c).0
+                    }
+                })
+                .collect();
+            let (added, total) = ca.revoke(&crl, &paths)?;
+            for serial in &added {
+                println!("revoked serial {serial}");
+            }
+            println!(
+                "{}: {} certificate(s) revoked in all ({} new)",
+                crl.display(),
+                total,
+                added.len()
             );
         }
     }

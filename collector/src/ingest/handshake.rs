@@ -16,13 +16,25 @@ pub struct Refusal {
     pub detail: String,
 }
 
+/// Who is at the other end, from its certificate.
+#[derive(Debug)]
+pub struct Identity {
+    /// The subject common name: the `host` label of its data.
+    pub host: String,
+    /// The certificate's serial number, to notice its revocation later.
+    pub serial: Vec<u8>,
+}
+
 /// Completes the TLS handshake within the configured time and returns the
-/// stream and the host name from the client certificate.
+/// stream and who the client certificate names.
 pub async fn accept(
     ctx: &IngestContext,
     tcp: TcpStream,
-) -> Result<(TlsStream<TcpStream>, String), Refusal> {
-    let tls = tokio::time::timeout(ctx.limits.handshake_timeout, ctx.acceptor.accept(tcp))
+) -> Result<(TlsStream<TcpStream>, Identity), Refusal> {
+    // The acceptor of this moment: a certificate reloaded since the last
+    // connection is used from this handshake on.
+    let acceptor = ctx.credentials.acceptor();
+    let tls = tokio::time::timeout(ctx.limits.handshake_timeout, acceptor.accept(tcp))
         .await
         .map_err(|_| Refusal {
             reason: "handshake_timeout",
@@ -32,7 +44,7 @@ pub async fn accept(
             reason: classify(&e),
             detail: e.to_string(),
         })?;
-    let host = {
+    let identity = {
         let (_, conn) = tls.get_ref();
         let cert = conn
             .peer_certificates()
@@ -41,12 +53,28 @@ pub async fn accept(
                 reason: "no_client_certificate",
                 detail: "the client sent no certificate".into(),
             })?;
-        patrol_shared::tls::certificate_identity(cert).map_err(|e| Refusal {
+        let bad = |e: patrol_shared::tls::TlsError| Refusal {
             reason: "bad_identity",
             detail: e.to_string(),
-        })?
+        };
+        Identity {
+            host: patrol_shared::tls::certificate_identity(cert).map_err(bad)?,
+            serial: patrol_shared::tls::certificate_serial(cert).map_err(bad)?,
+        }
     };
-    Ok((tls, host))
+    Ok((tls, identity))
+}
+
+/// The refusal for a certificate the revocation list names.
+pub fn revoked(identity: &Identity) -> Refusal {
+    Refusal {
+        reason: "certificate_revoked",
+        detail: format!(
+            "certificate of {} (serial {}) is revoked",
+            identity.host,
+            patrol_shared::tls::serial_hex(&identity.serial)
+        ),
+    }
 }
 
 /// Maps a handshake error to a bounded reason label.

@@ -4,6 +4,7 @@
 //! One task per connection; a bad peer only ever ends its own connection.
 //! Every refusal and bad frame is logged with the peer and counted by reason.
 
+pub mod credentials;
 mod handshake;
 mod session;
 pub mod stamp;
@@ -13,7 +14,6 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -24,7 +24,9 @@ use crate::telemetry::Telemetry;
 /// What every connection task shares.
 pub struct IngestContext {
     pub limits: IngestConfig,
-    pub acceptor: TlsAcceptor,
+    /// The TLS config of the moment and the revoked serials (reloaded
+    /// from their files while the collector runs).
+    pub credentials: Arc<credentials::Credentials>,
     pub store: Arc<dyn Store>,
     pub telemetry: Arc<Telemetry>,
 }
@@ -36,6 +38,10 @@ pub async fn serve(listener: TcpListener, ctx: Arc<IngestContext>, cancel: Cance
     if let Ok(addr) = listener.local_addr() {
         info!(listen = %addr, "ingest listening");
     }
+    let watcher = tokio::spawn(credentials::watch_files(
+        ctx.credentials.clone(),
+        cancel.clone(),
+    ));
     loop {
         let Some((tcp, peer)) = crate::listener::next(&listener, &cancel, "ingest").await else {
             break;
@@ -54,6 +60,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<IngestContext>, cancel: Cance
             drop(permit);
         });
     }
+    let _ = watcher.await;
     info!("ingest stopped");
 }
 

@@ -13,14 +13,19 @@ use patrol_shared::model::{now_ms, Label};
 use patrol_shared::protocol::{
     AgentMessage, Batch, CollectorMessage, Entry, Hello, Welcome, PROTOCOL_VERSION,
 };
+use patrol_shared::tls::RevocationList;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::stamp::{self, Rejected};
 use super::{handshake, IngestContext, Peer};
 use crate::storage::{Appended, BatchRecords, StampedBatch, Store, FIM_EVENT_KIND};
+
+/// Largest frame buffer a session keeps between frames.
+const KEPT_BUFFER_BYTES: usize = 4096;
 
 /// Why a session ended; logged once.
 enum End {
@@ -32,13 +37,25 @@ enum End {
     /// A bad frame after Welcome.
     BadFrame(&'static str, String),
     IdleTimeout,
+    /// The revocation list now names this agent's certificate.
+    Revoked(String),
     Storage(String),
     Io(String),
 }
 
 /// Serves one connection to its end.
 pub async fn run(ctx: Arc<IngestContext>, tcp: TcpStream, peer: Peer, cancel: CancellationToken) {
-    let (mut tls, host) = match handshake::accept(&ctx, tcp).await {
+    // Subscribed before the handshake: a revocation that lands while it
+    // runs is seen by the check below or by the session's watch.
+    let mut revoked = ctx.credentials.revoked();
+    let accepted = handshake::accept(&ctx, tcp).await.and_then(|(tls, id)| {
+        if revoked.borrow_and_update().revokes(&id.serial) {
+            Err(handshake::revoked(&id))
+        } else {
+            Ok((tls, id))
+        }
+    });
+    let (mut tls, identity) = match accepted {
         Ok(pair) => pair,
         Err(refusal) => {
             ctx.telemetry.refuse(refusal.reason);
@@ -49,7 +66,9 @@ pub async fn run(ctx: Arc<IngestContext>, tcp: TcpStream, peer: Peer, cancel: Ca
     let mut session = Session {
         ctx: &ctx,
         peer,
-        host,
+        host: identity.host,
+        serial: identity.serial,
+        revoked,
         buf: Vec::new(),
         static_labels: Vec::new(),
     };
@@ -61,6 +80,8 @@ struct Session<'a> {
     ctx: &'a IngestContext,
     peer: Peer,
     host: String,
+    serial: Vec<u8>,
+    revoked: watch::Receiver<Arc<RevocationList>>,
     buf: Vec<u8>,
     static_labels: Vec<Label>,
 }
@@ -135,10 +156,23 @@ impl Session<'_> {
     ) -> End {
         let limits = self.ctx.limits.clone();
         loop {
-            let read = codec::read_payload(io, limits.max_frame_bytes, &mut self.buf);
-            let got = tokio::select! {
-                _ = cancel.cancelled() => return End::Shutdown,
-                r = tokio::time::timeout(limits.idle_timeout, read) => r,
+            let got = {
+                let read = codec::read_payload(io, limits.max_frame_bytes, &mut self.buf);
+                let read = tokio::time::timeout(limits.idle_timeout, read);
+                tokio::pin!(read);
+                // The read is kept across revocation-list changes: dropping
+                // it halfway through a frame would lose the bytes read.
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => return End::Shutdown,
+                        Ok(()) = self.revoked.changed() => {
+                            if self.revoked.borrow_and_update().revokes(&self.serial) {
+                                return End::Revoked(patrol_shared::tls::serial_hex(&self.serial));
+                            }
+                        }
+                        r = &mut read => break r,
+                    }
+                }
             };
             match got {
                 Err(_) => return End::IdleTimeout,
@@ -162,6 +196,12 @@ impl Session<'_> {
             };
             if let Err(e) = codec::write_message(io, &reply).await {
                 return End::Io(e.to_string());
+            }
+            // An agent sends a batch every few seconds and is idle between:
+            // a batch-sized buffer kept by every connection would be most of
+            // the collector's memory per agent.
+            if self.buf.capacity() > KEPT_BUFFER_BYTES {
+                self.buf = Vec::new();
             }
         }
     }
@@ -270,6 +310,11 @@ impl Session<'_> {
             End::IdleTimeout => {
                 warn!(%host, %peer, timeout = ?self.ctx.limits.idle_timeout, "agent idle; closing connection");
                 Some("idle timeout".to_owned())
+            }
+            End::Revoked(serial) => {
+                self.ctx.telemetry.refuse("certificate_revoked");
+                warn!(%host, %peer, %serial, "certificate revoked; closing the agent's session");
+                Some(format!("certificate (serial {serial}) is revoked"))
             }
             End::Storage(detail) => {
                 warn!(%host, %peer, %detail, "cannot store batch; closing connection so the agent keeps it");
