@@ -1,7 +1,8 @@
 //! The systemd side of issue 8: the unit files in `systemd/` pass
 //! `systemd-analyze verify`, and the real binaries speak sd_notify to the
 //! socket in `NOTIFY_SOCKET` (READY=1 once serving, WATCHDOG=1 at half of
-//! `WATCHDOG_USEC`, STOPPING=1 on SIGTERM) and survive SIGHUP.
+//! `WATCHDOG_USEC`, RELOADING=1 and READY=1 around the agent's reload on
+//! SIGHUP, STOPPING=1 on SIGTERM) and survive SIGHUP.
 
 mod common;
 
@@ -251,7 +252,12 @@ fn agent_notifies_ready_and_survives_sighup() {
     notify.forget();
     notify.expect(&mut agent, "WATCHDOG=1", Duration::from_secs(2));
 
+    // A reload (the file is valid): RELOADING=1, then READY=1 once the
+    // agent runs again with it, as sd_notify(3) asks.
+    notify.forget();
     signal(&agent, rustix::process::Signal::HUP);
+    notify.expect(&mut agent, "RELOADING=1", Duration::from_secs(5));
+    notify.expect(&mut agent, "READY=1", Duration::from_secs(10));
     notify.forget();
     notify.expect(&mut agent, "WATCHDOG=1", Duration::from_secs(2));
     assert!(still_running(&mut agent), "SIGHUP ended the agent");

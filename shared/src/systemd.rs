@@ -1,5 +1,6 @@
 //! Telling systemd how the service is doing (`Type=notify` units): READY=1
 //! once the daemon serves, WATCHDOG=1 at half the unit's `WatchdogSec`,
+//! RELOADING=1 when a reload starts (READY=1 again when it is done),
 //! STOPPING=1 on the way out. Outside systemd (`NOTIFY_SOCKET` unset) every
 //! call is a no-op, so the binaries call these unconditionally.
 //!
@@ -23,6 +24,15 @@ use std::time::Duration;
 /// Tells systemd the service is up; `status` shows in `systemctl status`.
 pub fn ready(status: &str) {
     send(&format!("READY=1\nSTATUS={status}\n"));
+}
+
+/// Tells systemd a reload has begun; [`ready`] again says it is done, as
+/// sd_notify(3) asks. `systemctl status` shows "reloading" in between.
+/// No MONOTONIC_USEC: only `Type=notify-reload` units (systemd 253 and
+/// later) use it to match a reload to its request, and std has no portable
+/// way to read CLOCK_MONOTONIC as a number.
+pub fn reloading() {
+    send("RELOADING=1\nSTATUS=reloading the config\n");
 }
 
 /// Tells systemd the service is shutting down.
