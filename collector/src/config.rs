@@ -145,6 +145,11 @@ pub struct IngestConfig {
     pub hello_timeout: Duration,
     #[serde(with = "cfg::duration")]
     pub idle_timeout: Duration,
+    /// Certificate revocation list (PEM or DER X.509 CRL signed by the
+    /// fleet CA, as `patrol pki revoke` writes it). Reloaded when it
+    /// changes; agents it names are refused and their sessions closed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crl: Option<PathBuf>,
 }
 
 impl Default for IngestConfig {
@@ -156,6 +161,7 @@ impl Default for IngestConfig {
             handshake_timeout: Duration::from_secs(10),
             hello_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(90),
+            crl: None,
         }
     }
 }
@@ -198,6 +204,11 @@ impl CollectorConfig {
         let mut config: CollectorConfig = cfg::load_toml(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.tls.resolve(base);
+        if let Some(crl) = &mut config.ingest.crl {
+            if crl.is_relative() {
+                *crl = base.join(&*crl);
+            }
+        }
         if let Some(tls) = &mut config.http.tls {
             for path in [&mut tls.cert, &mut tls.key] {
                 if path.is_relative() {
@@ -275,6 +286,17 @@ impl CollectorConfig {
         if let Some(notify) = &self.notify {
             problems.extend(notify.problems());
         }
+        let ticket_receivers = self.notify.as_ref().map(|n| {
+            n.receivers
+                .iter()
+                .map(|r| (r.name.clone(), r.kind.takes_ticket_events()))
+                .collect()
+        });
+        problems.extend(
+            self.incidents
+                .notify
+                .validate_receivers(&self.incidents.contacts, ticket_receivers.as_ref()),
+        );
         problems.extend(
             self.incidents
                 .validate()

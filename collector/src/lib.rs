@@ -4,6 +4,7 @@
 //! them together for the binaries (`patrol-collector` and `patrol up`) and
 //! for tests, which bind port 0 and read back the addresses.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod http;
@@ -65,7 +66,8 @@ pub async fn start(
     config: CollectorConfig,
     cancel: CancellationToken,
 ) -> Result<Running, StartError> {
-    let server_tls = patrol_shared::tls::server_config(&config.tls)?;
+    let credentials =
+        ingest::credentials::Credentials::load(config.tls.clone(), config.ingest.crl.clone())?;
     let rules = Arc::new(rules::manager::Manager::load(config.rules.settings())?);
     let path = config.storage.path.clone();
     let disk = tokio::task::spawn_blocking(move || storage::recovering::Storage::open(&path))
@@ -88,7 +90,7 @@ pub async fn start(
 
     let ingest_ctx = Arc::new(ingest::IngestContext {
         limits: config.ingest.clone(),
-        acceptor: tokio_rustls::TlsAcceptor::from(server_tls),
+        credentials: Arc::new(credentials),
         store: store.clone(),
         telemetry: telemetry.clone(),
     });
@@ -103,6 +105,7 @@ pub async fn start(
             let outbox = Arc::new(notify::store_outbox::StoreOutbox::new(store.clone()));
             let clock = notify::system_clock();
             let notifier = notify::Notifier::open(notify_config, outbox, clock.clone()).await?;
+            incidents.attach_outbox(notifier.outbox(), &notify_config.external_url);
             let source = Arc::new(notify::source::RuleAlerts {
                 rules: rules.clone(),
                 silences: silences.clone(),
@@ -121,6 +124,7 @@ pub async fn start(
         cancel.clone(),
     );
     let http_state = Arc::new(http::HttpState {
+        audit: audit::AuditLog::new(store.clone()),
         incidents,
         notifications,
         rules,

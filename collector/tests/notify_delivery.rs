@@ -227,6 +227,7 @@ fn notification(receiver: &str) -> Notification {
         alerts: vec![alert("db1", now - 60_000)],
         created_at: now,
         refresh_ms: 600_000,
+        ticket: None,
     }
 }
 

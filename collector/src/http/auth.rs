@@ -16,9 +16,9 @@ pub enum Role {
     Viewer,
     /// Write samples (remote write), nothing else.
     Writer,
-    /// Read, and act on alerts and incidents.
+    /// Read, and work tickets.
     Operator,
-    /// Everything.
+    /// Everything, including on-call schedules, silences and the audit log.
     Admin,
 }
 
@@ -28,6 +28,8 @@ pub enum Access {
     Read,
     Write,
     Operate,
+    /// Change schedules and silences, read the audit log.
+    Administer,
 }
 
 impl Role {
@@ -82,6 +84,7 @@ impl Refusal {
                     Access::Read => "read",
                     Access::Write => "write samples",
                     Access::Operate => "do this",
+                    Access::Administer => "do this (admin only)",
                 }
             ),
         }

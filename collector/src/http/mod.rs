@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth;
 pub mod exposition;
+mod incident_api;
 mod patrol_api;
 pub mod remote_write;
 pub mod silences;
@@ -33,6 +34,8 @@ const MAX_BODY: usize = 1 << 20;
 
 /// What the handlers read.
 pub struct HttpState {
+    /// Every change made through the API.
+    pub audit: crate::audit::AuditLog,
     pub incidents: Arc<crate::incident::service::IncidentService>,
     /// Delivery counters, when notifications are configured.
     pub notifications: Option<Arc<crate::notify::NotificationCounters>>,
@@ -63,7 +66,7 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, cancel: Cancell
                 let state = state.clone();
                 move |req| {
                     let state = state.clone();
-                    async move { Ok::<_, Infallible>(route(state, req).await) }
+                    async move { Ok::<_, Infallible>(route(state, req, peer).await) }
                 }
             });
             let builder = {
@@ -110,50 +113,120 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, cancel: Cancell
 }
 
 /// What a route needs of its caller; None for the open health routes.
+/// Viewers read, operators work tickets, admins change schedules and
+/// silences and read the audit log.
 fn access(method: &Method, path: &str) -> Option<auth::Access> {
+    let reads = *method == Method::GET || *method == Method::HEAD;
     match path {
         "/-/healthy" | "/-/ready" => None,
         "/api/v1/write" => Some(auth::Access::Write),
-        _ if (path.starts_with("/api/v2/silence")
-            || path.starts_with("/api/patrol/v1/tickets"))
-            && method != Method::GET
-            && method != Method::HEAD =>
+        "/api/patrol/v1/audit" => Some(auth::Access::Administer),
+        _ if !reads
+            && (path.starts_with("/api/v2/silence")
+                || path.starts_with("/api/patrol/v1/schedules")) =>
         {
-            Some(auth::Access::Operate)
+            Some(auth::Access::Administer)
         }
-        _ if method == Method::DELETE => Some(auth::Access::Operate),
+        _ if !reads && path.starts_with("/api/patrol/v1/tickets") => Some(auth::Access::Operate),
+        _ if *method == Method::DELETE => Some(auth::Access::Administer),
         _ => Some(auth::Access::Read),
     }
 }
 
-async fn route(state: Arc<HttpState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Whether a request changes something, and so goes in the audit log:
+/// anything but reads under Patrol's and Alertmanager's APIs.
+fn audited(method: &Method, path: &str) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD)
+        && (path.starts_with("/api/patrol/v1/") || path.starts_with("/api/v2/"))
+}
+
+async fn route(
+    state: Arc<HttpState>,
+    req: Request<Incoming>,
+    peer: std::net::SocketAddr,
+) -> Response<Full<Bytes>> {
     let mut caller = String::new();
-    if let Some(access) = access(req.method(), req.uri().path()) {
+    let mut role = None;
+    let path = req.uri().path().to_owned();
+    if let Some(access) = access(req.method(), &path) {
         let header = req
             .headers()
             .get(hyper::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         match state.auth.check(header, access) {
-            Ok((name, _)) => caller = name,
-            Err(refusal) => return refuse(&refusal, access),
+            Ok((name, r)) => (caller, role) = (name, Some(r)),
+            Err(refusal) => {
+                let response = refuse(&refusal, access);
+                if let auth::Refusal::Forbidden { name, role } = &refusal {
+                    if audited(req.method(), &path) {
+                        let (parts, body) = req.into_parts();
+                        let body = Limited::new(body, MAX_BODY)
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let who = (name.as_str(), role.as_str());
+                        audit(&state, &parts, who, peer, response.status(), &body).await;
+                    }
+                }
+                return response;
+            }
         }
     }
-    if req.uri().path() == "/api/v1/write" {
+    if path == "/api/v1/write" {
         return write(state, caller, req).await;
     }
-    if let Some(patrol_route) = req.uri().path().strip_prefix("/api/patrol/v1/") {
-        let patrol_route = patrol_route.to_owned();
-        return patrol_api::serve(state, patrol_route, caller, req).await;
+    let patrol_route = path.strip_prefix("/api/patrol/v1/");
+    let v2_route = path.strip_prefix("/api/v2/");
+    if patrol_route.is_some() || v2_route.is_some() {
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                let body = serde_json::json!({"status": "error", "errorType": "bad_data",
+                    "error": format!("cannot read the request body (at most {MAX_BODY} bytes): {e}")});
+                return respond(
+                    StatusCode::BAD_REQUEST,
+                    "application/json",
+                    body.to_string(),
+                );
+            }
+        };
+        let response = match patrol_route {
+            Some(r) => {
+                let call = patrol_api::Call {
+                    route: r.to_owned(),
+                    caller: caller.clone(),
+                    method: parts.method.clone(),
+                    query: parts.uri.query().map(str::to_owned),
+                    body: body.clone(),
+                };
+                patrol_api::serve(state.clone(), call).await
+            }
+            None => {
+                let r = v2_route.unwrap_or_default().to_owned();
+                v2(state.clone(), r, parts.method.clone(), body.clone()).await
+            }
+        };
+        if audited(&parts.method, &path) {
+            let role = role.map_or("", |r| r.as_str());
+            audit(
+                &state,
+                &parts,
+                (&caller, role),
+                peer,
+                response.status(),
+                &body,
+            )
+            .await;
+        }
+        return response;
     }
-    if let Some(v2_route) = req.uri().path().strip_prefix("/api/v2/") {
-        let v2_route = v2_route.to_owned();
-        return v2(state, v2_route, req).await;
-    }
-    if let Some(api_route) = req.uri().path().strip_prefix("/api/v1/") {
+    if let Some(api_route) = path.strip_prefix("/api/v1/") {
         let api_route = api_route.to_owned();
         return api(state, api_route, req).await;
     }
-    match (req.method(), req.uri().path()) {
+    match (req.method(), path.as_str()) {
         (&Method::GET | &Method::HEAD, "/metrics") => {
             let since = patrol_shared::model::now_ms() - STALE_AFTER.as_millis() as i64;
             let mut families = state.store.latest(since);
@@ -246,16 +319,13 @@ async fn api(
 }
 
 /// `/api/v2/…`: silences, as Alertmanager serves them.
-async fn v2(state: Arc<HttpState>, route: String, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn v2(
+    state: Arc<HttpState>,
+    route: String,
+    method: Method,
+    body: Bytes,
+) -> Response<Full<Bytes>> {
     const JSON: &str = "application/json";
-    let method = req.method().clone();
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            let body = serde_json::json!({"error": format!("cannot read the request body: {e}")});
-            return respond(StatusCode::BAD_REQUEST, JSON, body.to_string());
-        }
-    };
     let now = patrol_shared::model::now_ms();
     let answer = tokio::task::spawn_blocking(move || {
         silences::serve(&state.silences, &method, &route, &body, now)
@@ -273,6 +343,37 @@ async fn v2(state: Arc<HttpState>, route: String, req: Request<Incoming>) -> Res
             JSON,
             serde_json::json!({"error": e.to_string()}).to_string(),
         ),
+    }
+}
+
+/// Writes one audit entry; a failure is logged (the change itself stands).
+async fn audit(
+    state: &Arc<HttpState>,
+    parts: &hyper::http::request::Parts,
+    (actor, role): (&str, &str),
+    peer: std::net::SocketAddr,
+    status: StatusCode,
+    body: &Bytes,
+) {
+    let entry = crate::audit::AuditEntry {
+        at: patrol_shared::model::now_ms(),
+        actor: actor.to_owned(),
+        role: role.to_owned(),
+        from: peer.to_string(),
+        method: parts.method.to_string(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path().to_owned(), |p| p.to_string()),
+        status: status.as_u16(),
+        request: crate::audit::AuditLog::request_summary(body),
+    };
+    let state = state.clone();
+    let written = tokio::task::spawn_blocking(move || state.audit.write(&entry)).await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot write the audit log"),
+        Err(e) => tracing::error!(error = %e, "audit task failed"),
     }
 }
 

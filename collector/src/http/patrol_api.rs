@@ -1,6 +1,8 @@
-//! Patrol's own read routes under `/api/patrol/v1/`: the inspection records
-//! and file-integrity events agents sent, as JSON, from the store's record
-//! trees ([`crate::storage::records`]).
+//! Patrol's own routes under `/api/patrol/v1/`: the incident routes
+//! (tickets, on call, schedules, SLA report, audit log) are in
+//! [`super::incident_api`]; here, the inspection records and
+//! file-integrity events agents sent, as JSON, from the store's record
+//! trees ([`crate::storage::records`]), and the notification log.
 //!
 //! - `GET inspections?host=&since=&limit=`: newest first, without results;
 //! - `GET inspections/ID`: one inspection, whole;
@@ -14,8 +16,8 @@
 use std::sync::Arc;
 
 use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::body::Bytes;
+use hyper::{Method, Response, StatusCode};
 use serde::Serialize;
 use serde_json::json;
 
@@ -29,28 +31,31 @@ const MAX_LIMIT: usize = 1000;
 
 const JSON: &str = "application/json";
 
+/// One request to `/api/patrol/v1/ROUTE`, its body already read.
+pub(crate) struct Call {
+    /// The path after `/api/patrol/v1/`.
+    pub route: String,
+    /// The token's name.
+    pub caller: String,
+    pub method: Method,
+    pub query: Option<String>,
+    pub body: Bytes,
+}
+
 /// Serves one request to `/api/patrol/v1/ROUTE`.
-pub(crate) async fn serve(
-    state: Arc<HttpState>,
-    route: String,
-    caller: String,
-    req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
-    if *req.method() == Method::POST && route.starts_with("tickets") {
-        return ticket_action(state, route, caller, req).await;
+pub(crate) async fn serve(state: Arc<HttpState>, call: Call) -> Response<Full<Bytes>> {
+    if let Some(answer) = super::incident_api::serve(&state, &call).await {
+        return respond(answer.status, JSON, answer.body);
     }
-    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+    if !matches!(call.method, Method::GET | Method::HEAD) {
         return respond(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain; charset=utf-8",
             "method not allowed; use GET\n".into(),
         );
     }
-    let query = req.uri().query().map(str::to_owned);
-    if let Some(answer) = tickets(&state, &route, query.as_deref()) {
-        return respond(answer.status, JSON, answer.body);
-    }
     let store = state.store.clone();
+    let Call { route, query, .. } = call;
     // sled reads block.
     match tokio::task::spawn_blocking(move || answer(&*store, &route, query.as_deref())).await {
         Ok(a) => respond(a.status, JSON, a.body),
@@ -61,111 +66,6 @@ pub(crate) async fn serve(
     }
 }
 
-/// `POST tickets` (open one by hand: a `NewTicket`) and `POST
-/// tickets/ID/actions` (an `Action`: acknowledge, comment, assign,
-/// resolve, close, …), by an operator; the token's name is the actor on the
-/// ticket's timeline.
-async fn ticket_action(
-    state: Arc<HttpState>,
-    route: String,
-    caller: String,
-    req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
-    use http_body_util::BodyExt;
-    let body = match http_body_util::Limited::new(req.into_body(), 1 << 20)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            let p = Problem::BadData(format!("cannot read the request body: {e}"));
-            return respond(p.status(), JSON, p.body());
-        }
-    };
-    let now = patrol_shared::model::now_ms();
-    let outcome = tokio::task::spawn_blocking(move || -> Result<String, Problem> {
-        let incidents = &state.incidents;
-        if route == "tickets" {
-            let new: crate::incident::ticket::NewTicket = serde_json::from_slice(&body)
-                .map_err(|e| Problem::BadData(format!("not a ticket: {e}")))?;
-            let id = incidents.open(new, now).map_err(Problem::BadData)?;
-            return success(&json!({ "id": id }));
-        }
-        let id = route
-            .strip_prefix("tickets/")
-            .and_then(|r| r.strip_suffix("/actions"))
-            .and_then(|id| id.parse::<u64>().ok())
-            .ok_or_else(|| {
-                Problem::NotFound(format!(
-                    "no route POST /api/patrol/v1/{route}; use tickets/ID/actions"
-                ))
-            })?;
-        let action: crate::incident::ticket::Action = serde_json::from_slice(&body)
-            .map_err(|e| Problem::BadData(format!("not an action: {e}")))?;
-        incidents
-            .act(id, action, &caller, now)
-            .map_err(|e| match e {
-                crate::incident::ticket::TicketError::NotFound(_) => {
-                    Problem::NotFound(e.to_string())
-                }
-                other => Problem::BadData(other.to_string()),
-            })?;
-        success(&incidents.ticket_json(id, now))
-    })
-    .await;
-    match outcome {
-        Ok(Ok(body)) => respond(StatusCode::OK, JSON, body),
-        Ok(Err(p)) => respond(p.status(), JSON, p.body()),
-        Err(e) => {
-            let p = Problem::Internal(format!("request task failed: {e}"));
-            respond(p.status(), JSON, p.body())
-        }
-    }
-}
-
-/// `tickets`, `tickets/ID` and `oncall`, from the incident desk in memory.
-fn tickets(state: &HttpState, route: &str, query: Option<&str>) -> Option<Answer> {
-    let now = patrol_shared::model::now_ms();
-    if route == "sla-report" {
-        let time = |name: &str, default: i64| -> Result<i64, Problem> {
-            match parameters(query).find(|(n, _)| n == name) {
-                None => Ok(default),
-                Some((_, v)) => {
-                    super::api::parse_time(name, &v).map_err(|e| Problem::BadData(e.to_string()))
-                }
-            }
-        };
-        let answer = time("from", now - 30 * 86_400_000)
-            .and_then(|from| time("to", now).map(|to| (from, to)))
-            .and_then(|(from, to)| success(&state.incidents.report_json(from, to, now)));
-        return Some(Answer::from(answer));
-    }
-    if route == "oncall" {
-        let at = match parameters(query).find(|(n, _)| n == "at") {
-            None => Ok(now),
-            Some((_, v)) => {
-                super::api::parse_time("at", &v).map_err(|e| Problem::BadData(e.to_string()))
-            }
-        };
-        let answer = at.and_then(|at| success(&state.incidents.oncall_json(at)));
-        return Some(Answer::from(answer));
-    }
-    let found = match route.strip_prefix("tickets") {
-        Some("") => Ok(state.incidents.tickets_json(now)),
-        Some(rest) => match rest.strip_prefix('/').map(str::parse::<u64>) {
-            Some(Ok(id)) => state
-                .incidents
-                .ticket_json(id, now)
-                .ok_or_else(|| Problem::NotFound(format!("no ticket {id}"))),
-            _ => Err(Problem::NotFound(format!(
-                "no route /api/patrol/v1/{route}; tickets are tickets/ID with a number"
-            ))),
-        },
-        None => return None,
-    };
-    Some(Answer::from(found.and_then(|data| success(&data))))
-}
-
 /// Status and JSON body.
 #[derive(Debug)]
 pub(crate) struct Answer {
@@ -174,14 +74,14 @@ pub(crate) struct Answer {
 }
 
 #[derive(Debug, PartialEq)]
-enum Problem {
+pub(super) enum Problem {
     BadData(String),
     NotFound(String),
     Internal(String),
 }
 
 impl Problem {
-    fn status(&self) -> StatusCode {
+    pub(super) fn status(&self) -> StatusCode {
         match self {
             Problem::BadData(_) => StatusCode::BAD_REQUEST,
             Problem::NotFound(_) => StatusCode::NOT_FOUND,
@@ -189,7 +89,7 @@ impl Problem {
         }
     }
 
-    fn body(&self) -> String {
+    pub(super) fn body(&self) -> String {
         let (kind, error) = match self {
             Problem::BadData(e) => ("bad_data", e),
             Problem::NotFound(e) => ("not_found", e),
@@ -261,12 +161,12 @@ fn data(store: &dyn Store, route: &str, query: Option<&str>) -> Result<String, P
     }
 }
 
-fn success<T: Serialize>(data: &T) -> Result<String, Problem> {
+pub(super) fn success<T: Serialize>(data: &T) -> Result<String, Problem> {
     serde_json::to_string(&json!({"status": "success", "data": data}))
         .map_err(|e| Problem::Internal(format!("cannot write JSON: {e}")))
 }
 
-fn parameters(query: Option<&str>) -> impl Iterator<Item = (String, String)> + '_ {
+pub(super) fn parameters(query: Option<&str>) -> impl Iterator<Item = (String, String)> + '_ {
     form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned()
 }
 

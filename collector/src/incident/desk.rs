@@ -18,7 +18,8 @@ use patrol_shared::config as cfg;
 use serde::{Deserialize, Serialize};
 
 use super::escalation::{self, EscalationPolicy};
-use super::oncall::Schedule;
+use super::notice::NoticeConfig;
+use super::oncall::{Override, Role, Schedule};
 use super::sla::{self, SlaConfig};
 use super::ticket::{
     Action, AlertRef, Event, EventKind, NewTicket, Priority, Ticket, TicketError, TicketKind,
@@ -44,6 +45,13 @@ pub struct IncidentConfig {
     /// Alert `severity` label → ticket priority; other severities open none.
     #[serde(default = "default_severities")]
     pub severities: BTreeMap<String, Priority>,
+    /// Which ticket events go out through the notification outbox.
+    #[serde(default)]
+    pub notify: NoticeConfig,
+    /// Person → the receivers (from `[notify]`) that reach them, for the
+    /// escalations and assignments that name them.
+    #[serde(default)]
+    pub contacts: BTreeMap<String, Vec<String>>,
 }
 
 fn default_reopen_window() -> Duration {
@@ -65,6 +73,8 @@ impl Default for IncidentConfig {
             schedules: Vec::new(),
             reopen_window: default_reopen_window(),
             severities: default_severities(),
+            notify: NoticeConfig::default(),
+            contacts: BTreeMap::new(),
         }
     }
 }
@@ -73,6 +83,7 @@ impl IncidentConfig {
     /// Every problem in the incident config, each saying where.
     pub fn validate(&self) -> Vec<String> {
         let mut problems = self.sla.validate();
+        problems.extend(self.notify.validate_events());
         for (i, p) in self.escalation.iter().enumerate() {
             problems.extend(p.validate(&format!("escalation[{i}]")));
             if !self.schedules.iter().any(|s| s.name == p.schedule) {
@@ -88,7 +99,7 @@ impl IncidentConfig {
         problems
     }
 
-    fn schedule(&self, name: &str) -> Option<&Schedule> {
+    pub fn schedule(&self, name: &str) -> Option<&Schedule> {
         self.schedules.iter().find(|s| s.name == name)
     }
 }
@@ -121,11 +132,134 @@ pub struct Desk {
     /// Alert fingerprint → its latest ticket.
     pub by_fingerprint: BTreeMap<u64, u64>,
     pub next_id: u64,
+    /// Ticket → how many of its timeline events are in the notification
+    /// outbox (or were let go because nothing was to be told).
+    #[serde(default)]
+    pub notified: BTreeMap<u64, usize>,
+    /// Overrides people made over the API, on top of the config's.
+    #[serde(default)]
+    pub overrides: Vec<ApiOverride>,
+    #[serde(default)]
+    pub next_override: u64,
+}
+
+/// An override made over the API: someone stands in on a layer of a
+/// schedule for a period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiOverride {
+    pub id: u64,
+    pub schedule: String,
+    pub role: Role,
+    pub who: String,
+    /// Unix ms, `[starts_at, ends_at)`.
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub created_at: i64,
+    pub created_by: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Why an override was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OverrideError {
+    #[error("no schedule named {0:?}")]
+    NoSchedule(String),
+    #[error("schedule {schedule:?} has no {role:?} layer")]
+    NoLayer { schedule: String, role: Role },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("schedule {schedule:?} has no override {id}")]
+    NotFound { schedule: String, id: u64 },
 }
 
 impl Desk {
     pub fn get(&self, id: u64) -> Option<&Ticket> {
         self.tickets.get(&id)
+    }
+
+    /// The config's schedules with the API's overrides added.
+    pub fn schedules(&self, config: &IncidentConfig) -> Vec<Schedule> {
+        let mut out = config.schedules.clone();
+        for s in &mut out {
+            s.overrides.extend(
+                self.overrides
+                    .iter()
+                    .filter(|o| o.schedule == s.name)
+                    .map(|o| Override {
+                        role: o.role,
+                        who: o.who.clone(),
+                        starts_at: o.starts_at,
+                        ends_at: o.ends_at,
+                        created_at: o.created_at,
+                    }),
+            );
+        }
+        out
+    }
+
+    /// Puts `who` on a layer of a schedule for `[starts_at, ends_at)`;
+    /// returns the override's id.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_override(
+        &mut self,
+        config: &IncidentConfig,
+        schedule: &str,
+        role: Role,
+        who: &str,
+        starts_at: i64,
+        ends_at: i64,
+        by: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<u64, OverrideError> {
+        let s = config
+            .schedule(schedule)
+            .ok_or_else(|| OverrideError::NoSchedule(schedule.to_owned()))?;
+        if !s.roles().contains(&role) {
+            return Err(OverrideError::NoLayer {
+                schedule: schedule.to_owned(),
+                role,
+            });
+        }
+        if who.trim().is_empty() {
+            return Err(OverrideError::Invalid(
+                "who: name the person on call".into(),
+            ));
+        }
+        if ends_at <= starts_at {
+            return Err(OverrideError::Invalid(
+                "the override ends before it starts".into(),
+            ));
+        }
+        self.next_override += 1;
+        let id = self.next_override;
+        self.overrides.push(ApiOverride {
+            id,
+            schedule: schedule.to_owned(),
+            role,
+            who: who.trim().to_owned(),
+            starts_at,
+            ends_at,
+            created_at: now,
+            created_by: by.to_owned(),
+            reason: reason.to_owned(),
+        });
+        Ok(id)
+    }
+
+    /// Takes an API override back.
+    pub fn remove_override(&mut self, schedule: &str, id: u64) -> Result<(), OverrideError> {
+        let before = self.overrides.len();
+        self.overrides
+            .retain(|o| !(o.id == id && o.schedule == schedule));
+        if self.overrides.len() == before {
+            return Err(OverrideError::NotFound {
+                schedule: schedule.to_owned(),
+                id,
+            });
+        }
+        Ok(())
     }
 
     /// Opens a ticket by hand.
@@ -217,6 +351,7 @@ impl Desk {
     /// each ticket's timeline, and returns them for the outbox.
     pub fn tick(&mut self, config: &IncidentConfig, now: i64) -> Vec<(u64, Event)> {
         let mut recorded = Vec::new();
+        let schedules = self.schedules(config);
         for ticket in self.tickets.values_mut() {
             if !ticket.state.is_active() {
                 continue;
@@ -227,7 +362,7 @@ impl Desk {
                 .iter()
                 .find(|p| p.applies_to(ticket.priority))
             {
-                let schedule = config.schedule(&policy.schedule);
+                let schedule = schedules.iter().find(|s| s.name == policy.schedule);
                 let steps = escalation::due(ticket, &config.sla, policy, schedule, now);
                 due.extend(steps.into_iter().map(EventKind::Escalated));
             }

@@ -8,6 +8,7 @@
 //! - [`oncall`]: rotations, layers, overrides and holiday rosters;
 //! - [`escalation`]: the steps due for an unacknowledged ticket;
 //! - [`desk`]: all tickets, the alert → ticket mapping and the periodic tick;
+//! - [`notice`]: which ticket events go to which receivers, and their message;
 //! - [`service`]: the desk in the running collector, kept in the store.
 //!
 //! Everything but [`service`] is pure: time is a parameter (Unix ms),
@@ -16,6 +17,7 @@
 pub mod calendar;
 pub mod desk;
 pub mod escalation;
+pub mod notice;
 pub mod oncall;
 pub mod service;
 pub mod sla;

@@ -107,6 +107,14 @@ pub struct Gap {
     pub to: i64,
 }
 
+/// A stretch of a layer with the same person on call (None: nobody).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shift {
+    pub on_call: Option<OnCall>,
+    pub from: i64,
+    pub to: i64,
+}
+
 /// The default look-ahead for coverage gaps.
 pub const GAP_HORIZON_MS: i64 = 14 * 24 * 3_600_000;
 
@@ -257,6 +265,25 @@ impl Schedule {
             }
         }
         gaps
+    }
+
+    /// Who is on a layer through `[from, to)`: one entry per stretch with
+    /// the same person for the same reason (`on_call` None: a gap).
+    pub fn shifts(&self, role: Role, from: i64, to: i64) -> Vec<Shift> {
+        let mut out: Vec<Shift> = Vec::new();
+        for pair in self.changes(from, to).windows(2) {
+            let (start, end) = (pair[0], pair[1]);
+            let on_call = self.on_call(role, start);
+            match out.last_mut() {
+                Some(last) if last.on_call == on_call && last.to == start => last.to = end,
+                _ => out.push(Shift {
+                    on_call,
+                    from: start,
+                    to: end,
+                }),
+            }
+        }
+        out
     }
 
     /// Every instant in `[from, to]` at which who is on call may change.
@@ -502,5 +529,41 @@ start_date = "2025-01-01"
     fn local_ms_converts_wall_time() {
         let t = local_ms("Europe/Berlin", date(2025, 3, 30).at(9, 0, 0, 0)).unwrap();
         assert_eq!(t, berlin("2025-03-30T09:00:00"));
+    }
+
+    #[test]
+    fn shifts_follow_the_rotation_and_an_override() {
+        let mut s = Schedule {
+            name: "ops".into(),
+            time_zone: "Europe/Berlin".into(),
+            rotations: vec![daily(Role::Primary, &["anna", "ben"], date(2025, 6, 1))],
+            overrides: vec![],
+            holiday_rosters: vec![],
+        };
+        let from = berlin("2025-06-02T09:00:00");
+        s.overrides.push(Override {
+            role: Role::Primary,
+            who: "carl".into(),
+            starts_at: from + 2 * H,
+            ends_at: from + 4 * H,
+            created_at: 0,
+        });
+        let shifts = s.shifts(Role::Primary, from, from + 48 * H);
+        let who: Vec<(&str, i64, i64)> = shifts
+            .iter()
+            .map(|x| {
+                let who = x.on_call.as_ref().map_or("-", |o| o.who.as_str());
+                (who, (x.from - from) / H, (x.to - from) / H)
+            })
+            .collect();
+        assert_eq!(
+            who,
+            [
+                ("ben", 0, 2),
+                ("carl", 2, 4),
+                ("ben", 4, 24),
+                ("anna", 24, 48)
+            ]
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! the API and `/metrics` show of it.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::{json, Value as Json};
@@ -25,6 +25,23 @@ pub struct IncidentService {
     config: IncidentConfig,
     desk: Mutex<Desk>,
     store: Arc<dyn Store>,
+    /// Where ticket events go, once the notifier is running.
+    outbox: OnceLock<Outlet>,
+    /// Rung when a person changed a ticket, so its events go out at once.
+    wake: tokio::sync::Notify,
+}
+
+/// The notification outbox and the URL messages link to.
+struct Outlet {
+    outbox: crate::notify::delivery::Outbox,
+    external_url: String,
+}
+
+/// Ticket events ready for the outbox: per ticket, the messages and how
+/// far along its timeline they reach.
+pub struct Notices {
+    pub upto: Vec<(u64, usize)>,
+    pub messages: Vec<crate::notify::Notification>,
 }
 
 impl IncidentService {
@@ -41,7 +58,105 @@ impl IncidentService {
             config,
             desk: Mutex::new(desk),
             store,
+            outbox: OnceLock::new(),
+            wake: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Sends ticket events through `outbox` from now on; messages link to
+    /// `external_url`.
+    pub fn attach_outbox(&self, outbox: crate::notify::delivery::Outbox, external_url: &str) {
+        let _ = self.outbox.set(Outlet {
+            outbox,
+            external_url: external_url.to_owned(),
+        });
+    }
+
+    /// The ticket events not yet in the outbox, as messages for their
+    /// receivers. Without an outbox, or with nobody to tell, the events
+    /// are let go (so turning notifications on later does not replay
+    /// history).
+    pub fn pending_notices(&self, now: i64) -> Notices {
+        use super::notice;
+        let desk = self.lock();
+        let mut out = Notices {
+            upto: Vec::new(),
+            messages: Vec::new(),
+        };
+        let outlet = self
+            .outbox
+            .get()
+            .filter(|_| self.config.notify.sends(&self.config.contacts));
+        for t in desk.tickets.values() {
+            let done = desk.notified.get(&t.id).copied().unwrap_or(0);
+            if t.timeline.len() <= done {
+                continue;
+            }
+            out.upto.push((t.id, t.timeline.len()));
+            let Some(outlet) = outlet else { continue };
+            for event in &t.timeline[done..] {
+                for receiver in
+                    notice::receivers_for(&self.config.notify, &self.config.contacts, event)
+                {
+                    let message = notice::message(
+                        t,
+                        event,
+                        &self.config.sla,
+                        &receiver,
+                        &outlet.external_url,
+                        now,
+                    );
+                    out.messages.push(crate::notify::Notification {
+                        receiver,
+                        group_key: format!("ticket/{}", t.id),
+                        group_labels: BTreeMap::from([("ticket".into(), t.id.to_string())]),
+                        alerts: Vec::new(),
+                        created_at: event.at,
+                        refresh_ms: 0,
+                        ticket: Some(message.to_string()),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Records that the events up to each mark are in the outbox.
+    pub fn mark_notified(&self, upto: &[(u64, usize)]) -> Result<(), String> {
+        if upto.is_empty() {
+            return Ok(());
+        }
+        let mut desk = self.lock();
+        for (id, n) in upto {
+            let mark = desk.notified.entry(*id).or_default();
+            *mark = (*mark).max(*n);
+        }
+        self.save(&desk)
+    }
+
+    /// Queues the pending ticket events, then marks them sent: a crash in
+    /// between sends some twice rather than none.
+    async fn deliver_notices(self: &Arc<Self>) -> Result<usize, String> {
+        let now = patrol_shared::model::now_ms();
+        let Notices { upto, messages } = self.pending_notices(now);
+        if upto.is_empty() {
+            return Ok(0);
+        }
+        let count = messages.len();
+        if let Some(outlet) = self.outbox.get() {
+            for m in messages {
+                outlet
+                    .outbox
+                    .enqueue(m)
+                    .await
+                    .map_err(|e| format!("cannot queue a ticket event: {e}"))?;
+            }
+        }
+        let service = self.clone();
+        tokio::task::spawn_blocking(move || service.mark_notified(&upto))
+            .await
+            .map_err(|e| format!("incident task failed: {e}"))??;
+        Ok(count)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Desk> {
@@ -96,6 +211,7 @@ impl IncidentService {
         let mut desk = self.lock();
         let id = desk.open(new, now);
         self.save(&desk)?;
+        self.wake.notify_one();
         Ok(id)
     }
 
@@ -112,6 +228,7 @@ impl IncidentService {
         if let Err(e) = self.save(&desk) {
             error!(error = %e, ticket = id, "cannot keep the tickets after an action");
         }
+        self.wake.notify_one();
         Ok(())
     }
 
@@ -198,9 +315,8 @@ impl IncidentService {
     /// layer (and why), and the coverage gaps of the next 14 days.
     pub fn oncall_json(&self, at: i64) -> Json {
         use super::oncall::{Role, GAP_HORIZON_MS};
-        let schedules: Vec<Json> = self
-            .config
-            .schedules
+        let schedules = self.lock().schedules(&self.config);
+        let schedules: Vec<Json> = schedules
             .iter()
             .map(|s| {
                 json!({
@@ -215,14 +331,107 @@ impl IncidentService {
         json!({ "at": at, "schedules": schedules })
     }
 
-    /// `/api/patrol/v1/tickets`: every ticket without its timeline, newest
-    /// first, with its SLA clocks.
-    pub fn tickets_json(&self, now: i64) -> Json {
+    /// `/api/patrol/v1/schedules`: every schedule with its layers, who is
+    /// on each now, and the overrides made over the API.
+    pub fn schedules_json(&self, now: i64) -> Json {
+        use super::oncall::Role;
+        let desk = self.lock();
+        let list: Vec<Json> = desk
+            .schedules(&self.config)
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.name,
+                    "timeZone": s.time_zone,
+                    "layers": s.roles(),
+                    "primary": s.on_call(Role::Primary, now),
+                    "secondary": s.on_call(Role::Secondary, now),
+                    "holidayRosters": s.holiday_rosters.iter().map(|h| json!({
+                        "name": h.name, "from": h.from.to_string(), "to": h.to.to_string(),
+                    })).collect::<Vec<_>>(),
+                    "overrides": desk.overrides.iter().filter(|o| o.schedule == s.name).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        Json::Array(list)
+    }
+
+    /// `/api/patrol/v1/schedules/NAME`: its rotations, and per layer who is
+    /// on call through `[from, to)` (gaps included), with the overrides.
+    pub fn schedule_json(&self, name: &str, from: i64, to: i64) -> Option<Json> {
+        let desk = self.lock();
+        let schedules = desk.schedules(&self.config);
+        let s = schedules.iter().find(|s| s.name == name)?;
+        let layers: Vec<Json> = s
+            .roles()
+            .into_iter()
+            .map(|role| json!({ "role": role, "shifts": s.shifts(role, from, to) }))
+            .collect();
+        Some(json!({
+            "name": s.name,
+            "timeZone": s.time_zone,
+            "from": from,
+            "to": to,
+            "rotations": s.rotations,
+            "holidayRosters": s.holiday_rosters,
+            "configOverrides": self.config.schedule(name).map(|c| &c.overrides),
+            "overrides": desk.overrides.iter().filter(|o| o.schedule == s.name).collect::<Vec<_>>(),
+            "layers": layers,
+        }))
+    }
+
+    /// Adds an override (admin, over the API) and keeps it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_override(
+        &self,
+        schedule: &str,
+        role: super::oncall::Role,
+        who: &str,
+        starts_at: i64,
+        ends_at: i64,
+        by: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<u64, String> {
+        let mut desk = self.lock();
+        let id = desk
+            .add_override(
+                &self.config,
+                schedule,
+                role,
+                who,
+                starts_at,
+                ends_at,
+                by,
+                reason,
+                now,
+            )
+            .map_err(|e| e.to_string())?;
+        self.save(&desk)?;
+        Ok(id)
+    }
+
+    /// Takes an override back; Ok(false) if there is none with that id.
+    pub fn remove_override(&self, schedule: &str, id: u64) -> Result<bool, String> {
+        let mut desk = self.lock();
+        if desk.remove_override(schedule, id).is_err() {
+            return Ok(false);
+        }
+        self.save(&desk)?;
+        Ok(true)
+    }
+
+    /// `/api/patrol/v1/tickets`: the tickets `filter` lets through, without
+    /// their timelines, newest first, with their SLA clocks; closed ones
+    /// with their solutions form the problem library.
+    pub fn tickets_json(&self, filter: &TicketFilter, now: i64) -> Json {
         let desk = self.lock();
         let list: Vec<Json> = desk
             .tickets
             .values()
             .rev()
+            .filter(|t| filter.admits(t))
+            .take(filter.limit.unwrap_or(usize::MAX))
             .map(|t| {
                 json!({
                     "id": t.id,
@@ -233,7 +442,10 @@ impl IncidentService {
                     "state": t.state,
                     "assignee": t.assignee,
                     "createdAt": t.created_at,
+                    "alertname": t.alert.as_ref().map(|a| &a.alertname),
                     "alertFiring": t.alert_firing,
+                    "solution": t.solution,
+                    "rating": t.rating,
                     "sla": sla::views(t, &self.config.sla, now),
                 })
             })
@@ -306,7 +518,69 @@ impl IncidentService {
     }
 }
 
-/// Steps the service every 5 seconds until `cancel` fires.
+/// Which tickets a list shows: every given criterion must hold.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TicketFilter {
+    /// Words that must all appear (any case) in the title, description,
+    /// solution, comments, host or alert name.
+    pub words: Vec<String>,
+    pub host: Option<String>,
+    pub alertname: Option<String>,
+    pub state: Option<super::ticket::TicketState>,
+    pub kind: Option<super::ticket::TicketKind>,
+    pub priority: Option<super::ticket::Priority>,
+    /// Opened in `[from, to)` (Unix ms).
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub limit: Option<usize>,
+}
+
+impl TicketFilter {
+    pub fn admits(&self, t: &super::ticket::Ticket) -> bool {
+        use super::ticket::EventKind;
+        if self
+            .host
+            .as_ref()
+            .is_some_and(|h| t.host.as_ref() != Some(h))
+            || self
+                .alertname
+                .as_ref()
+                .is_some_and(|a| t.alert.as_ref().map(|r| &r.alertname) != Some(a))
+            || self.state.is_some_and(|s| s != t.state)
+            || self.kind.is_some_and(|k| k != t.kind)
+            || self.priority.is_some_and(|p| p != t.priority)
+            || self.from.is_some_and(|f| t.created_at < f)
+            || self.to.is_some_and(|to| t.created_at >= to)
+        {
+            return false;
+        }
+        if self.words.is_empty() {
+            return true;
+        }
+        let mut text = format!(
+            "{}\n{}\n{}\n{}\n{}",
+            t.title,
+            t.description,
+            t.solution.as_deref().unwrap_or(""),
+            t.host.as_deref().unwrap_or(""),
+            t.alert.as_ref().map_or("", |a| a.alertname.as_str())
+        );
+        for e in &t.timeline {
+            match &e.what {
+                EventKind::Commented { text: c, .. } => text.push_str(c),
+                EventKind::Resolved { solution: Some(c) } => text.push_str(c),
+                EventKind::Reopened { reason } => text.push_str(reason),
+                _ => continue,
+            }
+            text.push('\n');
+        }
+        let text = text.to_lowercase();
+        self.words.iter().all(|w| text.contains(&w.to_lowercase()))
+    }
+}
+
+/// Steps the service every 5 seconds (and at once after a person changed
+/// a ticket) until `cancel` fires, and sends the ticket events.
 pub async fn run(
     service: Arc<IncidentService>,
     rules: Arc<crate::rules::manager::Manager>,
@@ -320,12 +594,13 @@ pub async fn run(
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
+            _ = service.wake.notified() => {}
         }
-        let (service, rules, silences) = (service.clone(), rules.clone(), silences.clone());
+        let (stepping, rules, silences) = (service.clone(), rules.clone(), silences.clone());
         let now = patrol_shared::model::now_ms();
         let result = tokio::task::spawn_blocking(move || {
             let alerts = rules.alerts();
-            service.step(
+            stepping.step(
                 &alerts,
                 |labels| !silences.silencing(labels, now).is_empty(),
                 now,
@@ -333,7 +608,7 @@ pub async fn run(
         })
         .await;
         let problem = match result {
-            Ok(Ok(_)) => None,
+            Ok(Ok(_)) => service.deliver_notices().await.err(),
             Ok(Err(e)) => Some(e),
             Err(e) => Some(format!("incident task failed: {e}")),
         };

@@ -158,6 +158,12 @@ impl ReceiverKind {
         }
     }
 
+    /// Whether ticket events can go to it: everything but an Alertmanager,
+    /// which only takes alerts.
+    pub fn takes_ticket_events(&self) -> bool {
+        !matches!(self, ReceiverKind::Alertmanager(_))
+    }
+
     /// The URL the kind posts to (for the Alertmanager kind, its base).
     pub fn url(&self) -> &str {
         match self {

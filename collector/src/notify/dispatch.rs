@@ -245,6 +245,7 @@ impl Group {
                     refresh_ms: route
                         .repeat_interval_ms
                         .saturating_add(route.group_interval_ms.saturating_mul(2)),
+                    ticket: None,
                 });
             }
             self.log = Some(LogEntry {

@@ -104,8 +104,8 @@ pub trait OutboxStore: Send + Sync {
     fn notification_log(&self) -> Result<Option<Vec<u8>>, OutboxError>;
 }
 
-/// Version of the encoded records.
-const FORMAT: u8 = 1;
+/// Version of the encoded records: 2 added `Notification::ticket`.
+const FORMAT: u8 = 2;
 /// The most bytes one decoded record may take.
 const DECODE_LIMIT: usize = 16 << 20;
 
@@ -118,20 +118,45 @@ fn encode<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>, OutboxError> {
 }
 
 fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, OutboxError> {
-    let corrupt = |reason: String| OutboxError::Corrupt {
+    match bytes.split_first() {
+        Some((&FORMAT, rest)) => decode_body(key, rest),
+        Some((v, _)) => Err(corrupt(key, format!("unknown format version {v}"))),
+        None => Err(corrupt(key, "empty".into())),
+    }
+}
+
+fn corrupt(key: &str, reason: String) -> OutboxError {
+    OutboxError::Corrupt {
         key: key.to_owned(),
         reason,
-    };
-    match bytes.split_first() {
-        Some((&FORMAT, rest)) => {
-            let config = bincode::config::standard().with_limit::<DECODE_LIMIT>();
-            bincode::serde::decode_from_slice(rest, config)
-                .map(|(v, _)| v)
-                .map_err(|e| corrupt(e.to_string()))
-        }
-        Some((v, _)) => Err(corrupt(format!("unknown format version {v}"))),
-        None => Err(corrupt("empty".into())),
     }
+}
+
+fn decode_body<T: DeserializeOwned>(key: &str, body: &[u8]) -> Result<T, OutboxError> {
+    let config = bincode::config::standard().with_limit::<DECODE_LIMIT>();
+    bincode::serde::decode_from_slice(body, config)
+        .map(|(v, _)| v)
+        .map_err(|e| corrupt(key, e.to_string()))
+}
+
+/// A notification as format 1 kept it (before ticket events).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct RecordV1 {
+    id: OutboxId,
+    queued_at: i64,
+    notification: NotificationV1,
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct NotificationV1 {
+    receiver: String,
+    group_key: String,
+    group_labels: crate::rules::alert::LabelMap,
+    alerts: Vec<super::payload::Alert>,
+    created_at: i64,
+    refresh_ms: i64,
 }
 
 impl OutboxRecord {
@@ -145,6 +170,23 @@ impl OutboxRecord {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<OutboxRecord, OutboxError> {
+        if let Some((1, rest)) = bytes.split_first() {
+            let v1: RecordV1 = decode_body("notification", rest)?;
+            let n = v1.notification;
+            return Ok(OutboxRecord {
+                id: v1.id,
+                queued_at: v1.queued_at,
+                notification: Notification {
+                    receiver: n.receiver,
+                    group_key: n.group_key,
+                    group_labels: n.group_labels,
+                    alerts: n.alerts,
+                    created_at: n.created_at,
+                    refresh_ms: n.refresh_ms,
+                    ticket: None,
+                },
+            });
+        }
         decode("notification", bytes)
     }
 }
@@ -255,6 +297,27 @@ mod tests {
             queued_at: 5,
             notification: sample(),
         }
+    }
+
+    #[test]
+    fn format_1_records_are_still_read() {
+        let r = record(7);
+        let n = r.notification.clone();
+        let v1 = RecordV1 {
+            id: r.id,
+            queued_at: r.queued_at,
+            notification: NotificationV1 {
+                receiver: n.receiver,
+                group_key: n.group_key,
+                group_labels: n.group_labels,
+                alerts: n.alerts,
+                created_at: n.created_at,
+                refresh_ms: n.refresh_ms,
+            },
+        };
+        let mut bytes = vec![1];
+        bytes.extend(bincode::serde::encode_to_vec(&v1, bincode::config::standard()).unwrap());
+        assert_eq!(OutboxRecord::decode(&bytes).unwrap(), r);
     }
 
     #[test]

@@ -73,6 +73,9 @@ pub struct Notification {
     /// an Alertmanager sets `endsAt` this far ahead so that it does not
     /// resolve an alert that Patrol still sees firing.
     pub refresh_ms: i64,
+    /// Set for a ticket event instead of alerts: its message, JSON
+    /// (`crate::incident::notice::message`).
+    pub ticket: Option<String>,
 }
 
 /// `firing` or `resolved`.
@@ -279,6 +282,7 @@ pub(crate) mod tests {
             ],
             created_at: T0 + 60_000,
             refresh_ms: 4 * 3_600_000 + 600_000,
+            ticket: None,
         }
     }
 

@@ -683,6 +683,30 @@ impl Store for DiskStore {
             .collect()
     }
 
+    fn state_newest(
+        &self,
+        prefix: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let start = prefix.as_bytes().to_vec();
+        let range = match before {
+            Some(b) if b.starts_with(prefix) => {
+                self.trees.state.range(start..b.as_bytes().to_vec())
+            }
+            Some(b) if b.as_bytes() <= start.as_slice() => return Ok(Vec::new()),
+            _ => self.trees.state.scan_prefix(&start),
+        };
+        range
+            .rev()
+            .take(limit)
+            .map(|item| {
+                let (k, v) = item.map_err(sled_err)?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+            })
+            .collect()
+    }
+
     fn record(&self, records: BatchRecords) -> Result<usize, StoreError> {
         if records.is_empty() || records.seq <= self.last_applied(&records.host, records.stream_id)
         {

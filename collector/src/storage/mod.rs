@@ -110,6 +110,18 @@ pub trait Store: Send + Sync + 'static {
     fn state_entries(&self, _prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         Ok(Vec::new())
     }
+    /// The last `limit` pieces of state whose key starts with `prefix` and
+    /// sorts below `before` (all, without it), last key first.
+    fn state_newest(
+        &self,
+        prefix: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut all = self.state_entries(prefix)?;
+        all.retain(|(k, _)| before.is_none_or(|b| k.as_str() < b));
+        Ok(all.into_iter().rev().take(limit).collect())
+    }
 
     /// Keeps a batch's inspection records and file-integrity events;
     /// returns once they are durable.

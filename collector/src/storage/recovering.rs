@@ -124,6 +124,15 @@ impl Store for Storage {
         self.store()?.state_entries(prefix)
     }
 
+    fn state_newest(
+        &self,
+        prefix: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.store()?.state_newest(prefix, before, limit)
+    }
+
     fn last_applied(&self, host: &str, stream_id: u64) -> u64 {
         self.store()
             .map(|s| s.last_applied(host, stream_id))

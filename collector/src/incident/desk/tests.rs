@@ -358,3 +358,56 @@ fn the_documented_config_example_is_valid() {
         .expect("an incident config");
     assert!(config.validate().is_empty(), "{:?}", config.validate());
 }
+
+#[test]
+fn an_api_override_pages_the_stand_in_and_survives_a_restart() {
+    let config = config();
+    let mut desk = Desk::default();
+    let t0 = shanghai("2025-06-10T10:00:00");
+    let id = desk
+        .add_override(
+            &config,
+            "ops",
+            Role::Primary,
+            "zoe",
+            t0 - H,
+            t0 + 3 * H,
+            "admin",
+            "ben is ill",
+            t0 - 2 * H,
+        )
+        .unwrap();
+    // The desk is kept as JSON; a restart reads it back.
+    let mut desk: Desk = serde_json::from_slice(&serde_json::to_vec(&desk).unwrap()).unwrap();
+    desk.alert_firing(&config, &disk_full(), t0);
+    let events = desk.tick(&config, t0);
+    assert_eq!(
+        escalated(&events),
+        [(Level::Primary, vec!["zoe".to_string()])]
+    );
+    let errors = [
+        desk.add_override(
+            &config,
+            "night",
+            Role::Primary,
+            "x",
+            t0,
+            t0 + H,
+            "a",
+            "",
+            t0,
+        ),
+        desk.add_override(&config, "ops", Role::Primary, " ", t0, t0 + H, "a", "", t0),
+        desk.add_override(&config, "ops", Role::Primary, "x", t0, t0, "a", "", t0),
+    ];
+    let errors: Vec<String> = errors
+        .into_iter()
+        .map(|r| r.unwrap_err().to_string())
+        .collect();
+    assert_eq!(errors[0], "no schedule named \"night\"");
+    assert!(errors[1].starts_with("who:"), "{}", errors[1]);
+    assert!(errors[2].contains("ends before it starts"), "{}", errors[2]);
+    desk.remove_override("ops", id).unwrap();
+    assert!(desk.remove_override("ops", id).is_err());
+    assert!(desk.schedules(&config)[0].overrides.is_empty());
+}

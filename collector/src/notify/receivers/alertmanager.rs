@@ -37,6 +37,9 @@ pub fn render(
     n: &Notification,
     ctx: Context<'_>,
 ) -> Result<Request, String> {
+    if n.ticket.is_some() {
+        return Err("an Alertmanager takes alerts, not ticket events".into());
+    }
     let alerts: Vec<PostableAlert<'_>> = n
         .alerts
         .iter()

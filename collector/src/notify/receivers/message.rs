@@ -18,8 +18,12 @@ pub enum Style {
     Slack,
 }
 
-/// Alertmanager's default subject.
+/// Alertmanager's default subject, or for a ticket event
+/// `[Ticket #7 critical] Disk full on db: escalated to secondary (dora)`.
 pub fn subject(n: &Notification) -> String {
+    if let Some(t) = ticket_message(n) {
+        return ticket_subject(&t);
+    }
     let firing = n.firing().count();
     let mut out = match n.status() {
         "firing" => format!("[FIRING:{firing}]"),
@@ -107,6 +111,9 @@ fn alert_lines(style: Style, n: &Notification, a: &Alert) -> String {
 /// The body: a section of firing alerts, one of resolved ones, and a link
 /// to Patrol, at most `limit` bytes (alerts past it are counted instead).
 pub fn body(style: Style, n: &Notification, external_url: &str, limit: usize) -> String {
+    if let Some(t) = ticket_message(n) {
+        return cut(ticket_body(style, &t), limit);
+    }
     let mut out = String::new();
     let footer = if external_url.is_empty() {
         String::new()
@@ -152,6 +159,131 @@ pub fn body(style: Style, n: &Notification, external_url: &str, limit: usize) ->
     }
     out.push_str(&footer);
     out
+}
+
+/// A ticket event's message, parsed; None for alerts.
+fn ticket_message(n: &Notification) -> Option<serde_json::Value> {
+    n.ticket
+        .as_deref()
+        .map(|t| serde_json::from_str(t).unwrap_or(serde_json::Value::Null))
+}
+
+fn text<'a>(v: &'a serde_json::Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("")
+}
+
+/// What happened, in a few words.
+fn ticket_event_phrase(event: &serde_json::Value) -> String {
+    let actor = text(event, "actor");
+    match text(event, "type") {
+        "opened" => format!("opened by {actor}"),
+        "escalated" => {
+            let to: Vec<&str> = event["to"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|p| p.as_str()).collect())
+                .unwrap_or_default();
+            let level = text(event, "level").replace('_', " ");
+            let mut out = format!("escalated to {level} ({})", to.join(", "));
+            if let Some(round) = event["round"].as_u64().filter(|r| *r > 0) {
+                out.push_str(&format!(", reminder {round}"));
+            }
+            out
+        }
+        "sla_warning" => format!(
+            "{}% of the {} time used",
+            event["percent"].as_u64().unwrap_or(0),
+            text(event, "clock").replace('_', "-")
+        ),
+        "sla_breached" => format!("{} SLA breached", text(event, "clock").replace('_', "-")),
+        "assigned" => format!("assigned to {} by {actor}", text(event, "to")),
+        "reopened" => format!("reopened: {}", text(event, "reason")),
+        "alert_recovered" => "its alert recovered".to_owned(),
+        "alert_fired" => "its alert fired again".to_owned(),
+        other => format!("{} by {actor}", other.replace('_', " ")),
+    }
+}
+
+fn ticket_subject(m: &serde_json::Value) -> String {
+    let t = &m["ticket"];
+    format!(
+        "[Ticket #{} {}] {}: {}",
+        t["id"].as_u64().unwrap_or(0),
+        text(t, "priority"),
+        text(t, "title"),
+        ticket_event_phrase(&m["event"])
+    )
+}
+
+fn ticket_body(style: Style, m: &serde_json::Value) -> String {
+    let (t, e) = (&m["ticket"], &m["event"]);
+    let urgent = matches!(
+        text(e, "type"),
+        "escalated" | "sla_breached" | "sla_warning"
+    );
+    let mut out = format!(
+        "{}\n",
+        colored(style, &bold(style, &ticket_event_phrase(e)), urgent)
+    );
+    if let Some(reason) = e["reason"].as_str().filter(|r| !r.is_empty()) {
+        out.push_str(&format!("- why: {reason}\n"));
+    }
+    out.push_str(&format!(
+        "- ticket: {} ({}, {}), {}\n",
+        text(t, "title"),
+        text(t, "kind"),
+        text(t, "priority"),
+        text(t, "state").replace('_', " ")
+    ));
+    if let Some(host) = t["host"].as_str() {
+        out.push_str(&format!("- host: `{host}`\n"));
+    }
+    if let Some(who) = t["assignee"].as_str() {
+        out.push_str(&format!("- assignee: {who}\n"));
+    }
+    for c in t["sla"].as_array().into_iter().flatten() {
+        let left = c["remainingSeconds"].as_i64().unwrap_or(0);
+        let due = c["dueAt"]
+            .as_str()
+            .map_or(String::new(), |d| format!(", due {d}"));
+        out.push_str(&format!(
+            "- {}: {}{due} ({})\n",
+            text(c, "clock").replace('_', "-"),
+            text(c, "state"),
+            if left >= 0 {
+                format!("{} left", short_duration(left))
+            } else {
+                format!("{} over", short_duration(-left))
+            }
+        ));
+    }
+    if let Some(url) = t["url"].as_str().filter(|u| u.starts_with("http")) {
+        out.push_str(&format!("\n{}\n", link(style, "Ticket", url)));
+    }
+    out
+}
+
+/// `1h 20m`, `45m`, `30s`.
+fn short_duration(seconds: i64) -> String {
+    let (h, m, s) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, m) => format!("{m}m"),
+        (h, 0) => format!("{h}h"),
+        (h, m) => format!("{h}h {m}m"),
+    }
+}
+
+/// `s` cut to at most `limit` bytes, at a character boundary.
+fn cut(mut s: String, limit: usize) -> String {
+    if s.len() > limit {
+        let mut end = limit.saturating_sub(3);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
 }
 
 #[cfg(test)]
@@ -210,5 +342,47 @@ mod tests {
         assert!(text.len() <= 4096, "{}", text.len());
         assert!(text.contains("more alerts"), "{text}");
         assert!(text.contains("host000"));
+    }
+
+    fn ticket_notification(event: serde_json::Value) -> Notification {
+        let message = serde_json::json!({
+            "version": "1", "type": "ticket_event", "receiver": "ops",
+            "event": event,
+            "ticket": {"id": 7, "kind": "fault", "title": "Disk full on db", "host": "db",
+                "priority": "critical", "state": "open", "assignee": null,
+                "url": "http://patrol:9470/api/patrol/v1/tickets/7",
+                "sla": [{"clock": "response", "state": "running",
+                    "dueAt": "2026-12-01T12:00:00Z", "remainingSeconds": 3600}]},
+        });
+        Notification {
+            receiver: "ops".into(),
+            group_key: "ticket/7".into(),
+            group_labels: Default::default(),
+            alerts: Vec::new(),
+            created_at: 0,
+            refresh_ms: 0,
+            ticket: Some(message.to_string()),
+        }
+    }
+
+    #[test]
+    fn a_ticket_event_reads_as_one() {
+        let n = ticket_notification(serde_json::json!({
+            "type": "escalated", "level": "secondary", "to": ["dora"], "round": 0,
+            "reason": "not acknowledged after 50% of the response time",
+            "at": "2026-12-01T11:00:00Z", "actor": "patrol"}));
+        assert_eq!(
+            subject(&n),
+            "[Ticket #7 critical] Disk full on db: escalated to secondary (dora)"
+        );
+        let text = body(Style::DingTalk, &n, "", 10_000);
+        assert!(text.contains("**escalated to secondary (dora)**"), "{text}");
+        assert!(text.contains("- why: not acknowledged"), "{text}");
+        assert!(
+            text.contains("- response: running, due 2026-12-01T12:00:00Z (1h left)"),
+            "{text}"
+        );
+        assert!(text.contains("[Ticket](http://patrol:9470/api/patrol/v1/tickets/7)"));
+        assert!(body(Style::DingTalk, &n, "", 40).len() <= 40);
     }
 }

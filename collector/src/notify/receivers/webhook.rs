@@ -1,5 +1,6 @@
 //! The webhook receiver: Alertmanager's version-4 JSON (see
-//! [`webhook_message`]), optionally signed. With a secret, the request
+//! [`webhook_message`]) for alerts, Patrol's ticket-event JSON for ticket
+//! events, optionally signed. With a secret, the request
 //! carries `X-Patrol-Signature: sha256=<hex>`, the HMAC-SHA256 of the exact
 //! body bytes keyed with the secret, as GitHub signs its webhooks; the
 //! consumer recomputes it over the raw body and compares in constant time.
@@ -17,7 +18,11 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 }
 
 pub fn render(c: &WebhookConfig, n: &Notification, ctx: Context<'_>) -> Result<Request, String> {
-    let body = json_body(&webhook_message(n, ctx.external_url, c.max_alerts))?;
+    // A ticket event carries its own message (docs/incidents.md).
+    let body = match &n.ticket {
+        Some(message) => message.clone().into_bytes(),
+        None => json_body(&webhook_message(n, ctx.external_url, c.max_alerts))?,
+    };
     let mut headers = Vec::new();
     if let Some(secret) = &c.secret {
         headers.push((SIGNATURE_HEADER, signature(secret.expose(), &body)));
