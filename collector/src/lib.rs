@@ -12,6 +12,7 @@ pub mod incident;
 pub mod ingest;
 mod listener;
 pub mod notify;
+pub mod own_metrics;
 pub mod query;
 pub mod rules;
 pub mod silence;
@@ -123,10 +124,16 @@ pub async fn start(
         silences.clone(),
         cancel.clone(),
     );
+    let own = Arc::new(own_metrics::OwnMetrics {
+        store: store.clone(),
+        telemetry: telemetry.clone(),
+        incidents: incidents.clone(),
+        notifications,
+    });
     let http_state = Arc::new(http::HttpState {
         audit: audit::AuditLog::new(store.clone()),
         incidents,
-        notifications,
+        own: own.clone(),
         rules,
         silences,
         store,
@@ -146,6 +153,7 @@ pub async fn start(
     tasks.spawn(http::serve(http_listener, http_state, cancel.clone()));
     tasks.spawn(rules_task);
     tasks.spawn(incidents_task);
+    tasks.spawn(own_metrics::run(own, cancel.clone()));
     if let Some((notifier, source)) = notifier {
         tasks.spawn(notifier.run(source, cancel.clone()));
     }

@@ -28,3 +28,24 @@ pub async fn next(
         }
     }
 }
+
+/// How long a stopping listener waits for its connections to end.
+const DRAIN_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits (at most [`DRAIN_WAIT`]) for the connection tasks of a listener
+/// that has stopped accepting, so that nothing they hold (the store above
+/// all) outlives the server: a restart in the same process can open it
+/// again.
+pub async fn drain(connections: tokio_util::task::TaskTracker, what: &'static str) {
+    connections.close();
+    if tokio::time::timeout(DRAIN_WAIT, connections.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            listener = what,
+            open = connections.len(),
+            "connections still open at shutdown"
+        );
+    }
+}

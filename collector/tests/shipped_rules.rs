@@ -71,3 +71,39 @@ fn shipped_rules_pass_promtool() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `promtool test rules` on the unit tests in `tests/rules/`: the shipped
+/// alerts fire when they should, with the annotations they should.
+#[test]
+fn shipped_rules_pass_their_promtool_unit_tests() {
+    let have = Command::new("promtool").arg("--version").output().is_ok();
+    if !have {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is needed in CI (package prometheus)"
+        );
+        eprintln!("note: promtool not installed; skipped");
+        return;
+    }
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/rules");
+    let mut tests: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/rules exists")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+        .collect();
+    tests.sort();
+    assert!(!tests.is_empty());
+    let out = Command::new("promtool")
+        .current_dir(&dir)
+        .args(["test", "rules"])
+        .args(&tests)
+        .output()
+        .expect("run promtool");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -37,8 +37,8 @@ pub struct HttpState {
     /// Every change made through the API.
     pub audit: crate::audit::AuditLog,
     pub incidents: Arc<crate::incident::service::IncidentService>,
-    /// Delivery counters, when notifications are configured.
-    pub notifications: Option<Arc<crate::notify::NotificationCounters>>,
+    /// What `/metrics` serves about the collector itself.
+    pub own: Arc<crate::own_metrics::OwnMetrics>,
     pub rules: Arc<crate::rules::manager::Manager>,
     pub silences: Arc<crate::silence::SilenceBook>,
     pub store: Arc<dyn Store>,
@@ -55,13 +55,14 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, cancel: Cancell
     if let Ok(addr) = listener.local_addr() {
         info!(listen = %addr, "http listening");
     }
+    let connections = tokio_util::task::TaskTracker::new();
     loop {
         let Some((tcp, peer)) = crate::listener::next(&listener, &cancel, "http").await else {
             break;
         };
         let state = state.clone();
         let cancel = cancel.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let service = hyper::service::service_fn({
                 let state = state.clone();
                 move |req| {
@@ -109,6 +110,7 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, cancel: Cancell
             }
         });
     }
+    crate::listener::drain(connections, "http").await;
     info!("http stopped");
 }
 
@@ -228,14 +230,10 @@ async fn route(
     }
     match (req.method(), path.as_str()) {
         (&Method::GET | &Method::HEAD, "/metrics") => {
-            let since = patrol_shared::model::now_ms() - STALE_AFTER.as_millis() as i64;
-            let mut families = state.store.latest(since);
             let now = patrol_shared::model::now_ms();
-            if let Some(counters) = &state.notifications {
-                families.push(counters.family(now));
-            }
-            families.extend(state.incidents.families(now));
-            let body = exposition::render(&families, &state.store.stats(), &state.telemetry);
+            let body = state
+                .own
+                .exposition(now - STALE_AFTER.as_millis() as i64, now);
             respond(StatusCode::OK, exposition::CONTENT_TYPE, body)
         }
         (&Method::GET | &Method::HEAD, "/-/healthy" | "/-/ready") => {

@@ -463,57 +463,134 @@ impl IncidentService {
         Some(j)
     }
 
-    /// `patrol_tickets{state,priority}` and
-    /// `patrol_ticket_sla_remaining_seconds{ticket,clock}` for `/metrics`.
+    /// The incident metrics (docs/metrics.md): `patrol_tickets`,
+    /// `patrol_ticket_sla_remaining_seconds`, `patrol_ticket_sla_clocks`,
+    /// `patrol_ticket_rating_sum`/`_count`, `patrol_oncall` and
+    /// `patrol_oncall_coverage_gap_seconds`.
     pub fn families(&self, now: i64) -> Vec<crate::storage::LatestFamily> {
+        use super::oncall::{Source, GAP_HORIZON_MS};
         use crate::storage::{LatestFamily, LatestSample};
         use patrol_shared::model::MetricKind;
-        let desk = self.lock();
-        let mut counts: BTreeMap<(String, String), f64> = BTreeMap::new();
-        let mut remaining = Vec::new();
-        for t in desk.tickets.values() {
-            let state = serde_json::to_value(t.state)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned));
-            let priority = serde_json::to_value(t.priority)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned));
-            let (state, priority) = (state.unwrap_or_default(), priority.unwrap_or_default());
-            *counts.entry((state, priority)).or_default() += 1.0;
-            if !t.state.is_active() {
-                continue;
-            }
-            for clock in sla::views(t, &self.config.sla, now) {
-                remaining.push(LatestSample {
-                    labels: vec![
-                        ("clock".into(), clock.kind.as_str().into()),
-                        ("ticket".into(), t.id.to_string()),
-                    ],
-                    value: clock.remaining_ms as f64 / 1000.0,
-                    timestamp_ms: now,
-                });
+        fn word(v: impl serde::Serialize) -> String {
+            match serde_json::to_value(v) {
+                Ok(Json::String(s)) => s,
+                _ => String::new(),
             }
         }
+        let sample = |labels: &[(&str, &str)], value: f64| LatestSample {
+            labels: labels
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            value,
+            timestamp_ms: now,
+        };
+        let gauge = |name: &str, help: &str, samples: Vec<LatestSample>| LatestFamily {
+            name: name.into(),
+            help: help.into(),
+            kind: MetricKind::Gauge,
+            samples,
+        };
+        let desk = self.lock();
+        let mut counts: BTreeMap<(String, String), f64> = BTreeMap::new();
+        let mut clocks: BTreeMap<(String, String), f64> = BTreeMap::new();
+        let (mut rating_sum, mut rating_count) = (0.0, 0.0);
+        let mut remaining = Vec::new();
+        for t in desk.tickets.values() {
+            *counts.entry((word(t.priority), word(t.state))).or_default() += 1.0;
+            if let Some(r) = &t.rating {
+                rating_sum += f64::from(r.score);
+                rating_count += 1.0;
+            }
+            for clock in sla::views(t, &self.config.sla, now) {
+                *clocks
+                    .entry((clock.kind.as_str().into(), word(clock.state)))
+                    .or_default() += 1.0;
+                if t.state.is_active() {
+                    remaining.push(sample(
+                        &[
+                            ("clock", clock.kind.as_str()),
+                            ("ticket", &t.id.to_string()),
+                        ],
+                        clock.remaining_ms as f64 / 1000.0,
+                    ));
+                }
+            }
+        }
+        let mut on_call = Vec::new();
+        let mut gaps = Vec::new();
+        for s in desk.schedules(&self.config) {
+            let found = s.gaps(now, now + GAP_HORIZON_MS);
+            for role in s.roles() {
+                let role_word = word(role);
+                if let Some(o) = s.on_call(role, now) {
+                    let source = match &o.source {
+                        Source::Override => "override",
+                        Source::HolidayRoster { .. } => "holiday_roster",
+                        Source::Rotation => "rotation",
+                    };
+                    on_call.push(sample(
+                        &[
+                            ("person", &o.who),
+                            ("role", &role_word),
+                            ("schedule", &s.name),
+                            ("source", source),
+                        ],
+                        1.0,
+                    ));
+                }
+                let uncovered: i64 = found
+                    .iter()
+                    .filter(|g| g.role == role)
+                    .map(|g| g.to - g.from)
+                    .sum();
+                gaps.push(sample(
+                    &[("role", &role_word), ("schedule", &s.name)],
+                    uncovered as f64 / 1000.0,
+                ));
+            }
+        }
+        let pairs = |map: BTreeMap<(String, String), f64>, names: [&str; 2]| {
+            map.into_iter()
+                .map(|((a, b), v)| sample(&[(names[0], &a), (names[1], &b)], v))
+                .collect::<Vec<_>>()
+        };
         vec![
-            LatestFamily {
-                name: "patrol_tickets".into(),
-                help: "Tickets by state and priority.".into(),
-                kind: MetricKind::Gauge,
-                samples: counts
-                    .into_iter()
-                    .map(|((state, priority), v)| LatestSample {
-                        labels: vec![("priority".into(), priority), ("state".into(), state)],
-                        value: v,
-                        timestamp_ms: now,
-                    })
-                    .collect(),
-            },
-            LatestFamily {
-                name: "patrol_ticket_sla_remaining_seconds".into(),
-                help: "Time left on each open ticket's SLA clocks (negative once breached).".into(),
-                kind: MetricKind::Gauge,
-                samples: remaining,
-            },
+            gauge(
+                "patrol_tickets",
+                "Tickets by state and priority.",
+                pairs(counts, ["priority", "state"]),
+            ),
+            gauge(
+                "patrol_ticket_sla_remaining_seconds",
+                "Time left on each open ticket's SLA clocks (negative once breached).",
+                remaining,
+            ),
+            gauge(
+                "patrol_ticket_sla_clocks",
+                "SLA clocks of every ticket ever opened, by clock and state (running, paused, met, breached).",
+                pairs(clocks, ["clock", "state"]),
+            ),
+            gauge(
+                "patrol_ticket_rating_sum",
+                "Sum of the satisfaction ratings (1-5) given when tickets were closed.",
+                vec![sample(&[], rating_sum)],
+            ),
+            gauge(
+                "patrol_ticket_rating_count",
+                "Closed tickets that were given a satisfaction rating.",
+                vec![sample(&[], rating_count)],
+            ),
+            gauge(
+                "patrol_oncall",
+                "1 for each person on call now, per schedule and layer, with what put them there.",
+                on_call,
+            ),
+            gauge(
+                "patrol_oncall_coverage_gap_seconds",
+                "Seconds in the next 14 days in which a schedule's layer has nobody on call.",
+                gaps,
+            ),
         ]
     }
 }

@@ -42,6 +42,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<IngestContext>, cancel: Cance
         ctx.credentials.clone(),
         cancel.clone(),
     ));
+    let connections = tokio_util::task::TaskTracker::new();
     loop {
         let Some((tcp, peer)) = crate::listener::next(&listener, &cancel, "ingest").await else {
             break;
@@ -55,11 +56,12 @@ pub async fn serve(listener: TcpListener, ctx: Arc<IngestContext>, cancel: Cance
         let _ = tcp.set_nodelay(true);
         let ctx = ctx.clone();
         let cancel = cancel.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             session::run(ctx, tcp, peer, cancel).await;
             drop(permit);
         });
     }
+    crate::listener::drain(connections, "ingest").await;
     let _ = watcher.await;
     info!("ingest stopped");
 }
