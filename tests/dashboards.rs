@@ -20,7 +20,8 @@ const HOST: &str = "db";
 
 /// Panels that need more than this test's agent gives them, by dashboard:
 /// firing alerts, HTTPS and process checks, systemd (none in a container),
-/// disk devices (a container may have none in /proc/diskstats).
+/// disk devices (a container may have none in /proc/diskstats), a breached
+/// SLA clock.
 const MAY_BE_EMPTY: &[(&str, &str)] = &[
     ("fleet-overview.json", "Firing alerts"),
     ("host-detail.json", "Disk throughput"),
@@ -29,6 +30,7 @@ const MAY_BE_EMPTY: &[(&str, &str)] = &[
     ("services.json", "Processes matched"),
     ("services.json", "Process memory"),
     ("services.json", "systemd units"),
+    ("incidents-sla.json", "SLA breaches in the period"),
 ];
 
 fn dashboards_dir() -> PathBuf {
@@ -44,8 +46,8 @@ fn dashboards() -> Vec<(String, Value)> {
         .collect();
     files.sort();
     assert!(
-        files.len() >= 4,
-        "expected at least four dashboards, found {files:?}"
+        files.len() >= 5,
+        "expected at least five dashboards, found {files:?}"
     );
     files
         .iter()
@@ -270,10 +272,69 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
+/// POSTs `body` as JSON with the test token; panics unless answered 2xx.
+async fn post_ok(http: std::net::SocketAddr, path: &str, body: &Value) -> Value {
+    let (path, body) = (path.to_owned(), body.to_string());
+    let text = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut tcp = std::net::TcpStream::connect(http).unwrap();
+        write!(
+            tcp,
+            "POST {path} HTTP/1.0\r\nAuthorization: Bearer {TEST_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut text = String::new();
+        tcp.read_to_string(&mut text).unwrap();
+        text
+    })
+    .await
+    .unwrap();
+    assert!(
+        text.starts_with("HTTP/1.0 2") || text.starts_with("HTTP/1.1 2"),
+        "{text}"
+    );
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+/// Opens a fault ticket; its id.
+async fn open_ticket(http: std::net::SocketAddr, title: &str, host: Option<&str>) -> u64 {
+    let answer = post_ok(
+        http,
+        "/api/patrol/v1/tickets",
+        &serde_json::json!({
+            "kind": "fault", "title": title, "description": "", "host": host,
+            "priority": "high", "reporter": "customer", "contact": "",
+        }),
+    )
+    .await;
+    answer["data"]["id"]
+        .as_u64()
+        .or(answer["id"].as_u64())
+        .unwrap_or_else(|| panic!("no id in {answer}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panel_queries_run_against_a_collector_fed_by_a_real_agent() {
     let pki = TestPki::new();
-    let collector = TestCollector::start(collector_config(&pki)).await;
+    let mut collector_config = collector_config(&pki);
+    collector_config.incidents = toml::from_str(
+        r#"
+[[schedules]]
+name = "ops"
+time_zone = "Europe/Berlin"
+
+[[schedules.rotations]]
+role = "primary"
+members = ["anna", "ben"]
+shift = "1day"
+handoff = "09:00:00"
+start_date = "2025-06-01"
+"#,
+    )
+    .expect("incidents config");
+    let collector = TestCollector::start(collector_config).await;
     let mut config = agent_config(&pki, HOST, collector.ingest);
     // Checks of the collector itself, so that the service panels have data.
     config.checks = vec![
@@ -296,6 +357,22 @@ async fn panel_queries_run_against_a_collector_fed_by_a_real_agent() {
         },
     ];
     let (agent, agent_task) = spawn_agent(config);
+    // Tickets for the incidents dashboard: one closed with a rating (its
+    // response clock met), one open on the agent's host.
+    let closed = open_ticket(collector.http, "Backup failed", None).await;
+    for action in [
+        serde_json::json!({"action": "acknowledge"}),
+        serde_json::json!({"action": "resolve", "solution": "re-ran the backup"}),
+        serde_json::json!({"action": "close", "rating": {"score": 4, "comment": ""}}),
+    ] {
+        post_ok(
+            collector.http,
+            &format!("/api/patrol/v1/tickets/{closed}/actions"),
+            &action,
+        )
+        .await;
+    }
+    open_ticket(collector.http, "Disk filling", Some(HOST)).await;
     // Rates need two samples of every counter inside their window.
     let checks = format!("/api/v1/query?query={}", encode("patrol_service_up"));
     wait_for(
@@ -319,6 +396,23 @@ async fn panel_queries_run_against_a_collector_fed_by_a_real_agent() {
             .contains(HOST)
             .then_some(())
     })
+    .await;
+    // The collector stores its own series every 15 s; rates over them need
+    // two samples of the met clocks.
+    let rating = format!(
+        "/api/v1/query?query={}",
+        encode("count_over_time(patrol_ticket_sla_clocks{state=\"met\"}[2m]) >= 2")
+    );
+    wait_for(
+        Duration::from_secs(45),
+        "the collector's ticket series",
+        || async {
+            http_get(collector.http, &rating)
+                .await
+                .contains("patrol-collector")
+                .then_some(())
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 

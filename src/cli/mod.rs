@@ -1,5 +1,6 @@
 //! The subcommands and their arguments.
 
+mod audit;
 mod check;
 mod client;
 mod import;
@@ -47,10 +48,14 @@ enum Command {
     /// Tickets on a running collector: list, show, open, ack, comment,
     /// assign, resolve, close, reopen.
     Tickets(tickets::TicketsArgs),
-    /// Who is on call on a running collector.
+    /// On-call schedules on a running collector: who is on call, shifts,
+    /// overrides.
     Oncall(oncall::OncallArgs),
     /// The SLA report of a running collector.
     Sla(sla::SlaArgs),
+    /// The audit log of a running collector: every change made through its
+    /// API, and refused attempts (an admin token).
+    Audit(audit::AuditArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -66,6 +71,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tickets(args) => tickets::run(args),
         Command::Oncall(args) => oncall::run(args),
         Command::Sla(args) => sla::run(args),
+        Command::Audit(args) => audit::run(args),
     }
 }
 

@@ -77,8 +77,10 @@ fn read(state: &HttpState, route: &str, query: Option<&str>, now: i64) -> Result
         ["schedules", name] => {
             let t = times(query, &["from", "to"])?;
             let from = t[0].unwrap_or(now);
-            let to = t[1].unwrap_or(from + DEFAULT_DAYS * DAY_MS);
-            if to <= from || to - from > 92 * DAY_MS {
+            let to = t[1].unwrap_or(from.saturating_add(DEFAULT_DAYS * DAY_MS));
+            // Saturating: times far out of range (`from=-1e300&to=1e300`)
+            // must fail the 92-day check, not wrap past it.
+            if to <= from || to.saturating_sub(from) > 92 * DAY_MS {
                 return Err(Problem::BadData(
                     "\"to\" must be after \"from\", and at most 92 days later".into(),
                 ));

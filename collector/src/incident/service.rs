@@ -507,13 +507,17 @@ impl IncidentService {
                     .entry((clock.kind.as_str().into(), word(clock.state)))
                     .or_default() += 1.0;
                 if t.state.is_active() {
-                    remaining.push(sample(
-                        &[
-                            ("clock", clock.kind.as_str()),
-                            ("ticket", &t.id.to_string()),
-                        ],
-                        clock.remaining_ms as f64 / 1000.0,
-                    ));
+                    let (priority, id) = (word(t.priority), t.id.to_string());
+                    let mut labels = vec![
+                        ("clock", clock.kind.as_str()),
+                        ("priority", priority.as_str()),
+                        ("ticket", id.as_str()),
+                    ];
+                    if let Some(host) = &t.host {
+                        labels.push(("host", host));
+                    }
+                    labels.sort();
+                    remaining.push(sample(&labels, clock.remaining_ms as f64 / 1000.0));
                 }
             }
         }
