@@ -58,6 +58,15 @@ members = ["dora", "emil"]
 shift = "1day"
 handoff = "09:00:00"
 start_date = "2025-06-01"
+[[schedules]]
+name = "值班 night"
+time_zone = "Asia/Shanghai"
+[[schedules.rotations]]
+role = "primary"
+members = ["fang"]
+shift = "1day"
+handoff = "09:00:00"
+start_date = "2025-06-01"
 "#,
     )
     .unwrap();
@@ -467,9 +476,20 @@ async fn bad_input_is_a_4xx_naming_the_field() {
                 "ops",
                 with("to", json!("2026-06-30T00:00:00Z")),
                 400,
-                &["ends before it starts"],
+                &["to: the override must end after it starts"],
             ),
-            ("ops", with("role", json!("tertiary")), 400, &["tertiary"]),
+            (
+                "ops",
+                with("role", json!("tertiary")),
+                400,
+                &["role", "tertiary"],
+            ),
+            (
+                "%E5%80%BC%E7%8F%AD%20night",
+                with("role", json!("secondary")),
+                400,
+                &["role: schedule \"值班 night\" has no secondary layer"],
+            ),
             ("ops", with("who", json!(" ")), 400, &["who"]),
             ("ops", json!({"from": "1", "to": "2"}), 400, &["who"]),
             ("ops", with("start", json!("1")), 400, &["start"]),
@@ -498,6 +518,19 @@ async fn bad_input_is_a_4xx_naming_the_field() {
         );
         assert_eq!(got, 404, "{body}");
         assert!(error_of(&body).contains("no override 9"), "{body}");
+        // A name in any script, percent-encoded in the path.
+        let (got, body) = call(
+            http,
+            "GET",
+            ADMIN,
+            "/api/patrol/v1/schedules/%E5%80%BC%E7%8F%AD%20night",
+            None,
+        );
+        assert_eq!(got, 200, "{body}");
+        assert!(body.to_string().contains("fang"), "{body}");
+        // Times at the ends of the range are no server error.
+        let (got, body) = call(http, "GET", ADMIN, "/api/patrol/v1/oncall?at=1e300", None);
+        assert!(got < 500, "{got}: {body}");
         // Nothing was changed by any of it.
         let s = data(http, ADMIN, "/api/patrol/v1/schedules/ops");
         assert_eq!(s["overrides"], json!([]), "{s}");

@@ -232,7 +232,8 @@ impl Api {
         }
     }
 
-    /// [`Api::send`], failing with the collector's answer unless it is 2xx.
+    /// [`Api::send`], failing unless the answer is 2xx: the error names the
+    /// request, the status and the problem's text.
     pub async fn send_ok(
         &self,
         method: hyper::Method,
@@ -240,9 +241,15 @@ impl Api {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> anyhow::Result<String> {
-        let (status, text) = self.send(method, path, headers, body).await?;
+        let (status, text) = self.send(method.clone(), path, headers, body).await?;
         if !status.is_success() {
-            bail!("the collector answered {status}: {}", text.trim());
+            // The Patrol and query APIs answer `{"error": …}`; anything
+            // else is shown as it came.
+            let detail = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|p| p["error"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| text.trim().to_owned());
+            bail!("{method} {path}: the collector answered {status}: {detail}");
         }
         Ok(text)
     }

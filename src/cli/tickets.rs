@@ -6,7 +6,7 @@
 //! any filter it searches every ticket, so that closed ones, the problem
 //! library with their solutions, are found too.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value as Json};
 
@@ -145,8 +145,7 @@ pub(super) fn check_time(flag: &str, value: &str) -> anyhow::Result<()> {
 }
 
 /// Sends a request to the collector's Patrol API and returns the answer's
-/// `data`; an answer other than 2xx is an error with its status and the
-/// problem's `error` text.
+/// `data`; an answer other than 2xx is an error ([`Api::send_ok`]).
 pub(super) async fn call(
     api: &super::client::Api,
     method: hyper::Method,
@@ -160,15 +159,7 @@ pub(super) async fn call(
         ),
         None => (&[], Vec::new()),
     };
-    let (status, text) = api.send(method.clone(), path, headers, bytes).await?;
-    if !status.is_success() {
-        let problem = serde_json::from_str::<Json>(&text).ok();
-        let detail = problem
-            .as_ref()
-            .and_then(|p| p["error"].as_str())
-            .unwrap_or(text.trim());
-        bail!("{method} {path}: the collector answered {status}: {detail}");
-    }
+    let text = api.send_ok(method.clone(), path, headers, bytes).await?;
     let mut answer: Json = serde_json::from_str(&text)
         .with_context(|| format!("{method} {path}: the collector's answer is not JSON"))?;
     Ok(answer["data"].take())

@@ -20,6 +20,7 @@ use serde_json::json;
 
 use super::patrol_api::{parameters, success, Answer, Call, Problem};
 use super::HttpState;
+use crate::incident::oncall::Role;
 use crate::incident::service::TicketFilter;
 
 /// Days of shifts `schedules/NAME` shows when `to` is not given.
@@ -58,7 +59,8 @@ pub(super) async fn serve(state: &Arc<HttpState>, call: &Call) -> Option<Answer>
 
 fn read(state: &HttpState, route: &str, query: Option<&str>, now: i64) -> Result<String, Problem> {
     let incidents = &state.incidents;
-    let parts: Vec<&str> = route.split('/').collect();
+    let parts = segments(route);
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     match parts.as_slice() {
         ["tickets"] => success(&incidents.tickets_json(&ticket_filter(query)?, now)),
         ["tickets", id] => {
@@ -102,18 +104,15 @@ fn read(state: &HttpState, route: &str, query: Option<&str>, now: i64) -> Result
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewOverride {
-    #[serde(default = "primary")]
-    role: crate::incident::oncall::Role,
+    /// "primary" (the default) or "secondary".
+    #[serde(default)]
+    role: Option<String>,
     who: String,
     /// RFC 3339 or Unix seconds, as the query API takes times.
     from: String,
     to: String,
     #[serde(default)]
     reason: String,
-}
-
-fn primary() -> crate::incident::oncall::Role {
-    crate::incident::oncall::Role::Primary
 }
 
 fn change(
@@ -124,7 +123,8 @@ fn change(
     now: i64,
 ) -> Result<String, Problem> {
     let incidents = &state.incidents;
-    let parts: Vec<&str> = route.split('/').collect();
+    let parts = segments(route);
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     match parts.as_slice() {
         ["tickets"] => {
             let new: crate::incident::ticket::NewTicket = serde_json::from_slice(body)
@@ -153,8 +153,16 @@ fn change(
                 super::api::parse_time(field, v).map_err(|e| Problem::BadData(e.to_string()))
             };
             let (from, to) = (time("from", &new.from)?, time("to", &new.to)?);
+            let role = match new.role.as_deref() {
+                None => Role::Primary,
+                Some(word) => Role::parse(word).ok_or_else(|| {
+                    Problem::BadData(format!(
+                        "role: expected \"primary\" or \"secondary\", not {word:?}"
+                    ))
+                })?,
+            };
             let id = incidents
-                .add_override(name, new.role, &new.who, from, to, caller, &new.reason, now)
+                .add_override(name, role, &new.who, from, to, caller, &new.reason, now)
                 .map_err(|e| {
                     if e.starts_with("no schedule") {
                         Problem::NotFound(e)
@@ -169,7 +177,8 @@ fn change(
 }
 
 fn remove(state: &HttpState, route: &str) -> Result<String, Problem> {
-    let parts: Vec<&str> = route.split('/').collect();
+    let parts = segments(route);
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     let ["schedules", name, "overrides", id] = parts.as_slice() else {
         return Err(not_found(route));
     };
@@ -183,6 +192,19 @@ fn remove(state: &HttpState, route: &str) -> Result<String, Problem> {
         ))),
         Err(e) => Err(Problem::Internal(e)),
     }
+}
+
+/// The route's path segments, percent-decoded (schedule names may hold
+/// spaces or any script: `schedules/%E5%80%BC%E7%8F%AD`).
+fn segments(route: &str) -> Vec<String> {
+    route
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect()
 }
 
 fn not_found(route: &str) -> Problem {

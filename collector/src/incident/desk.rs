@@ -165,7 +165,7 @@ pub struct ApiOverride {
 pub enum OverrideError {
     #[error("no schedule named {0:?}")]
     NoSchedule(String),
-    #[error("schedule {schedule:?} has no {role:?} layer")]
+    #[error("role: schedule {schedule:?} has no {} layer", role.as_str())]
     NoLayer { schedule: String, role: Role },
     #[error("{0}")]
     Invalid(String),
@@ -229,7 +229,7 @@ impl Desk {
         }
         if ends_at <= starts_at {
             return Err(OverrideError::Invalid(
-                "the override ends before it starts".into(),
+                "to: the override must end after it starts (from)".into(),
             ));
         }
         self.next_override += 1;

@@ -30,6 +30,25 @@ pub enum Role {
     Secondary,
 }
 
+impl Role {
+    /// Its name in config and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Secondary => "secondary",
+        }
+    }
+
+    /// From its name; None for anything else.
+    pub fn parse(word: &str) -> Option<Role> {
+        match word {
+            "primary" => Some(Role::Primary),
+            "secondary" => Some(Role::Secondary),
+            _ => None,
+        }
+    }
+}
+
 /// Members taking turns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

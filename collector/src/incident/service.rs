@@ -324,7 +324,7 @@ impl IncidentService {
                     "timeZone": s.time_zone,
                     "primary": s.on_call(Role::Primary, at),
                     "secondary": s.on_call(Role::Secondary, at),
-                    "gaps": s.gaps(at, at + GAP_HORIZON_MS),
+                    "gaps": s.gaps(at, at.saturating_add(GAP_HORIZON_MS)),
                 })
             })
             .collect();
@@ -524,7 +524,7 @@ impl IncidentService {
         let mut on_call = Vec::new();
         let mut gaps = Vec::new();
         for s in desk.schedules(&self.config) {
-            let found = s.gaps(now, now + GAP_HORIZON_MS);
+            let found = s.gaps(now, now.saturating_add(GAP_HORIZON_MS));
             for role in s.roles() {
                 let role_word = word(role);
                 if let Some(o) = s.on_call(role, now) {

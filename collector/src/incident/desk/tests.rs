@@ -406,7 +406,11 @@ fn an_api_override_pages_the_stand_in_and_survives_a_restart() {
         .collect();
     assert_eq!(errors[0], "no schedule named \"night\"");
     assert!(errors[1].starts_with("who:"), "{}", errors[1]);
-    assert!(errors[2].contains("ends before it starts"), "{}", errors[2]);
+    assert!(
+        errors[2].starts_with("to: the override must end after"),
+        "{}",
+        errors[2]
+    );
     desk.remove_override("ops", id).unwrap();
     assert!(desk.remove_override("ops", id).is_err());
     assert!(desk.schedules(&config)[0].overrides.is_empty());
