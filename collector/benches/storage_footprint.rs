@@ -282,7 +282,7 @@ fn main() {
         "",
     );
     row(
-        "  sled (series, metadata, streams), bytes/sample",
+        "  series log and sled (metadata, streams), bytes/sample",
         format!("{:.3}", index / samples),
         "",
     );

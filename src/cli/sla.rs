@@ -74,9 +74,10 @@ pub fn run(args: SlaArgs) -> anyhow::Result<()> {
             println!(
                 "  {:<10} {:>5} {:>9} {:>5} {:>8} {:>10}",
                 kind,
-                c["met"],
-                c["breached"],
-                c["open"],
+                // A JSON value ignores width: print its text.
+                c["met"].to_string(),
+                c["breached"].to_string(),
+                c["open"].to_string(),
                 ratio,
                 hours(&c["medianSeconds"])
             );

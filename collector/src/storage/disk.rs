@@ -1,11 +1,13 @@
 //! The durable store: series index, head, write-ahead log and closed
 //! chunks (DESIGN.md, "Storage").
 //!
-//! Layout: `index/` is a sled database with the trees `series` (id →
-//! labels), `meta` (metric name → type and help) and `streams` (host →
-//! stream id and highest applied seq, as of the last WAL truncation), and
-//! the records agents send, `inspections` and `fim_events`
-//! ([`super::records`]);
+//! Layout: `index/` is a sled database with the trees `meta` (metric name
+//! → type and help) and `streams` (host → stream id and highest applied
+//! seq, as of the last WAL truncation), the records agents send,
+//! `inspections` and `fim_events` ([`super::records`]), and `series` (id →
+//! labels), where stores before the series log kept their series;
+//! `series/` is the series log, every series' id and labels, appended in
+//! the background and never truncated, framed as the WAL is;
 //! `wal/` holds the write-ahead log ([`super::wal`]) and `chunks/` the
 //! closed Gorilla chunks ([`super::segments`]), both append-only files
 //! deleted whole.
@@ -19,7 +21,9 @@
 //!
 //! The WAL began in a sled tree; sled's write path and the space it kept
 //! cost more than the rest of ingest together, so it moved to its own
-//! files (docs/benchmarks.md).
+//! files (docs/benchmarks.md). Series followed for the same reason: a sled
+//! insert per new series was most of a fleet's first batches, and writing
+//! millions of them at once took gigabytes of memory.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -103,6 +107,10 @@ struct State {
     /// so a series is usually resolved by its hash alone, without
     /// touching the index (see [`resolve`]).
     recent: HashMap<String, Vec<(u64, SeriesId)>>,
+    /// Series registered but not yet in the series log: the
+    /// WAL records that brought them name them until
+    /// [`DiskStore::maintain`] writes them, before it truncates the WAL.
+    unsaved: Vec<SeriesId>,
 }
 
 struct Inner {
@@ -118,6 +126,9 @@ pub struct DiskStore {
     trees: Trees,
     records: Records,
     inner: Mutex<Inner>,
+    /// The series log: records of (id, labels) of new series. Locked
+    /// after `inner` when both are held.
+    series_log: Mutex<Wal>,
     committer: Committer,
     counters: Counters,
 }
@@ -170,9 +181,20 @@ impl DiskStore {
             streams: HashMap::new(),
             chunks,
             recent: HashMap::new(),
+            unsaved: Vec::new(),
         };
         let counters = Counters::default();
         load(&trees, &mut state)?;
+        let series_dir = path.join("series");
+        let series_log = Wal::open(&series_dir, |bytes| {
+            let saved: Vec<(SeriesId, Labels)> =
+                decode(bytes, "series log").map_err(|e| e.to_string())?;
+            for (id, labels) in saved {
+                state.index.insert(labels, Some(id));
+            }
+            Ok(i64::MIN)
+        })
+        .map_err(|e| cannot(&series_dir, &e))?;
         let mut closed = Vec::new();
         let mut replayed_error = None;
         let wal_dir = path.join("wal");
@@ -212,6 +234,7 @@ impl DiskStore {
                 wal,
                 buf: Vec::new(),
             }),
+            series_log: Mutex::new(series_log),
             committer,
             counters,
         })
@@ -221,10 +244,15 @@ impl DiskStore {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn series_log(&self) -> std::sync::MutexGuard<'_, Wal> {
+        self.series_log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Background upkeep at time `now_ms`: close chunks of series quiet for
     /// two hours, delete WAL files wholly in closed chunks, and delete
     /// chunks and records older than `retention_ms`.
     pub fn maintain(&self, now_ms: i64, retention_ms: i64) -> Result<(), StoreError> {
+        self.save_series()?;
         let mut inner = self.lock();
         let Inner { state, wal, .. } = &mut *inner;
         let idle = state
@@ -237,6 +265,13 @@ impl DiskStore {
             // chunks, the series and metadata, and each stream's seq.
             state.chunks.sync().map_err(io_err("chunk files"))?;
             wal.sync().map_err(io_err("WAL"))?;
+            // Series registered since `save_series` let go of the lock.
+            let unsaved = std::mem::take(&mut state.unsaved);
+            let mut log = self.series_log();
+            append_series(&mut log, &state.index, &unsaved, &mut Vec::new())
+                .and_then(|()| log.sync().map_err(io_err("series log")))
+                .inspect_err(|_| state.unsaved.extend_from_slice(&unsaved))?;
+            drop(log);
             for (host, stream) in &state.streams {
                 self.trees
                     .streams
@@ -260,14 +295,46 @@ impl DiskStore {
         Ok(())
     }
 
+    /// Appends the series registered since the last call to the series
+    /// log, a slice at a time, taking the store's lock only to read each
+    /// slice's labels: after a fleet's first batches that is millions of
+    /// series, and ingest goes on meanwhile. Not synced here; `maintain`
+    /// syncs the log before it truncates the WAL.
+    fn save_series(&self) -> Result<(), StoreError> {
+        const SLICE: usize = 8192;
+        let unsaved = std::mem::take(&mut self.lock().state.unsaved);
+        let mut buf = Vec::new();
+        for (n, ids) in unsaved.chunks(SLICE).enumerate() {
+            buf.clear();
+            let encoded = {
+                let inner = self.lock();
+                encode_series(&inner.state.index, ids, &mut buf)
+            };
+            let written = encoded.and_then(|()| {
+                self.series_log()
+                    .append(&buf, i64::MIN)
+                    .map_err(io_err("series log"))
+            });
+            if let Err(e) = written {
+                // Kept for the next call: their WAL records stay until then.
+                self.lock()
+                    .state
+                    .unsaved
+                    .extend_from_slice(&unsaved[n * SLICE..]);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// Bytes the store takes on disk: index database, WAL and chunks.
     pub fn size_on_disk(&self) -> u64 {
         self.index_bytes() + self.wal_bytes() + self.chunk_bytes()
     }
 
-    /// Bytes of the sled database (series, metadata, streams).
+    /// Bytes of the series log and the sled database (metadata, streams).
     pub fn index_bytes(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.db.size_on_disk().unwrap_or(0) + self.series_log().bytes()
     }
 
     /// Bytes of the write-ahead log.
@@ -368,7 +435,7 @@ fn resolve(trees: &Trees, state: &mut State, batch: StampedBatch) -> Result<WalR
                         labels.push(("__name__".into(), family.name.clone()));
                         labels.sort();
                         let id = state.index.next_id();
-                        put_series(trees, state, id, &labels)?;
+                        put_series(state, id, &labels);
                         record.new_series.push((id, labels));
                         id
                     }
@@ -397,22 +464,42 @@ fn put_meta(
     Ok(())
 }
 
-/// Registers a series under `id` unless it is known. Not flushed: the WAL
-/// record that brought it names it too, until the WAL is truncated.
-fn put_series(
-    trees: &Trees,
-    state: &mut State,
-    id: SeriesId,
-    labels: &Labels,
+/// Encodes the ids and labels of `ids` into `buf`, as a series log record.
+fn encode_series(
+    index: &SeriesIndex,
+    ids: &[SeriesId],
+    buf: &mut Vec<u8>,
 ) -> Result<(), StoreError> {
-    if !state.index.contains(id) {
-        trees
-            .series
-            .insert(id.to_be_bytes(), encode(labels)?)
-            .map_err(sled_err)?;
-        state.index.insert(labels.clone(), Some(id));
+    let saved: Vec<(SeriesId, Labels)> = ids
+        .iter()
+        .filter_map(|&id| Some((id, index.labels(id)?)))
+        .collect();
+    bincode::serde::encode_into_std_write(&saved, buf, bincode::config::standard())
+        .map(|_| ())
+        .map_err(|e| StoreError::Unavailable(format!("encode: {e}")))
+}
+
+fn append_series(
+    log: &mut Wal,
+    index: &SeriesIndex,
+    ids: &[SeriesId],
+    buf: &mut Vec<u8>,
+) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    encode_series(index, ids, buf)?;
+    log.append(buf, i64::MIN).map_err(io_err("series log"))
+}
+
+/// Registers a series under `id` unless it is known. Only in memory: the
+/// WAL record that brought it names it too, and [`DiskStore::maintain`]
+/// appends it to the series log before that record can go.
+fn put_series(state: &mut State, id: SeriesId, labels: &Labels) {
+    if !state.index.contains(id) {
+        state.index.insert(labels.clone(), Some(id));
+        state.unsaved.push(id);
+    }
 }
 
 /// Applies a WAL record to index, metadata and head; returns the samples
@@ -426,7 +513,7 @@ fn apply(
 ) -> Result<(usize, Vec<ClosedChunk>), StoreError> {
     // On replay the definitions may be newer than the trees.
     for (id, labels) in &record.new_series {
-        put_series(trees, state, *id, labels)?;
+        put_series(state, *id, labels);
     }
     for (name, kind, help) in &record.meta {
         let known = state
@@ -740,6 +827,7 @@ impl Store for DiskStore {
             wal_records: inner.wal.records(),
             wal_bytes: inner.wal.bytes(),
             bytes_on_disk: self.db.size_on_disk().unwrap_or(0)
+                + self.series_log().bytes()
                 + inner.wal.bytes()
                 + inner.state.chunks.bytes(),
             last_flush_seconds: self.committer.last_flush().as_secs_f64(),
@@ -997,5 +1085,45 @@ mod tests {
         drop(store);
         let store = DiskStore::open(dir.path()).unwrap();
         assert!(load1(&store).is_empty(), "nothing comes back from the WAL");
+    }
+
+    #[test]
+    fn series_outlive_the_wal_records_that_brought_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let hour = 3_600_000;
+        {
+            let store = DiskStore::open(dir.path()).unwrap();
+            store.append(batch("db", 1, 1, &[(0, 1.0)])).unwrap();
+            store.maintain(3 * hour, 30 * 24 * hour).unwrap();
+            assert_eq!(store.stats().wal_records, 0, "the WAL was truncated");
+            // A series first seen after the truncation is only in the WAL.
+            let mut late = Family::gauge("node_load5", "5m load average.");
+            late.push(&[("host", "db"), ("instance", "db")], 2.0);
+            let late = StampedBatch {
+                host: "db".into(),
+                stream_id: 1,
+                seq: 2,
+                sets: vec![(3 * hour, vec![late])],
+            };
+            store.append(late).unwrap();
+        }
+        let store = DiskStore::open(dir.path()).unwrap();
+        assert_eq!(store.series_count(), 3);
+        assert_eq!(load1(&store), [(0, 1f64.to_bits())]);
+        let load5 = store
+            .select(
+                &[Matcher::equal("__name__", "node_load5")],
+                i64::MIN,
+                i64::MAX,
+            )
+            .unwrap();
+        assert_eq!(load5.len(), 1);
+        assert_eq!(load5[0].samples, [(3 * hour, 2.0)]);
+        // Saved by the next upkeep, they are read from the series log alone.
+        store.maintain(4 * hour, 30 * 24 * hour).unwrap();
+        drop(store);
+        let store = DiskStore::open(dir.path()).unwrap();
+        assert_eq!(store.series_count(), 3);
+        assert!(store.trees.series.is_empty(), "no series goes to sled");
     }
 }

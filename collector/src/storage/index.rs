@@ -240,7 +240,11 @@ impl SeriesIndex {
         for (n, v) in &labels {
             let (n, v) = (self.strings.intern(n), self.strings.intern(v));
             let list = self.postings.entry(n).or_default().entry(v).or_default();
-            if let Err(at) = list.binary_search(&id) {
+            // New series get ever higher ids: append without a search
+            // through lists that reach millions of ids in a large fleet.
+            if list.last().is_none_or(|last| *last < id) {
+                list.push(id);
+            } else if let Err(at) = list.binary_search(&id) {
                 list.insert(at, id);
             }
         }
