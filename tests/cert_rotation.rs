@@ -192,3 +192,44 @@ async fn tls_connect(
         .connect(name, tcp)
         .await
 }
+
+/// `--check-config` loads what the collector would: a revocation list
+/// that does not parse is named before the collector is started with it.
+#[test]
+fn check_config_reads_the_revocation_list() {
+    let pki = TestPki::new();
+    let files = pki.issue(Role::Collector, "collector");
+    let crl = pki.path().join("crl.pem");
+    pki.ca.revoke(&crl, &[]).unwrap();
+    let config = pki.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ingest]\nlisten = \"127.0.0.1:0\"\ncrl = {:?}\n[tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n[storage]\npath = {:?}\n",
+            crl,
+            files.ca,
+            files.cert,
+            files.key,
+            pki.path().join("data")
+        ),
+    )
+    .unwrap();
+    let check = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_patrol"))
+            .args(["collector", "--check-config", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&crl, "not a revocation list\n").unwrap();
+    let out = check();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("crl.pem"), "{stderr}");
+}

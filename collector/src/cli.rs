@@ -26,7 +26,15 @@ pub struct Args {
 pub fn main(args: Args) -> anyhow::Result<()> {
     let config = CollectorConfig::load(&args.config)?;
     if args.check_config {
-        patrol_shared::tls::server_config(&config.tls)?;
+        // What start() loads: the ingest certificates with the revocation
+        // list, and the HTTPS ones.
+        crate::ingest::credentials::Credentials::load(
+            config.tls.clone(),
+            config.ingest.crl.clone(),
+        )?;
+        if let Some(files) = &config.http.tls {
+            patrol_shared::tls::https_config(&files.cert, &files.key)?;
+        }
         println!("{}: OK", args.config.display());
         return Ok(());
     }
