@@ -274,28 +274,14 @@ fn encode(s: &str) -> String {
 
 /// POSTs `body` as JSON with the test token; panics unless answered 2xx.
 async fn post_ok(http: std::net::SocketAddr, path: &str, body: &Value) -> Value {
-    let (path, body) = (path.to_owned(), body.to_string());
-    let text = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut tcp = std::net::TcpStream::connect(http).unwrap();
-        write!(
-            tcp,
-            "POST {path} HTTP/1.0\r\nAuthorization: Bearer {TEST_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut text = String::new();
-        tcp.read_to_string(&mut text).unwrap();
-        text
+    let (path, body) = (path.to_owned(), body.clone());
+    let (status, answer) = tokio::task::spawn_blocking(move || {
+        http_call(http, "POST", TEST_TOKEN, &path, Some(&body))
     })
     .await
     .unwrap();
-    assert!(
-        text.starts_with("HTTP/1.0 2") || text.starts_with("HTTP/1.1 2"),
-        "{text}"
-    );
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    serde_json::from_str(body).unwrap_or(Value::Null)
+    assert!((200..300).contains(&status), "{status}: {answer}");
+    answer
 }
 
 /// Opens a fault ticket; its id.

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -74,37 +73,9 @@ start_date = "2025-06-01"
     (pki, collector)
 }
 
-/// One request over HTTP/1.0: the status and the body as JSON (Null if
-/// it is not JSON).
-fn call(
-    addr: SocketAddr,
-    method: &str,
-    token: &str,
-    path: &str,
-    body: Option<&Json>,
-) -> (u16, Json) {
-    let body = body.map(Json::to_string).unwrap_or_default();
-    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        tcp,
-        "{method} {path} HTTP/1.0\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    tcp.read_to_string(&mut text).unwrap();
-    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let json = text
-        .split_once("\r\n\r\n")
-        .and_then(|(_, b)| serde_json::from_str(b).ok())
-        .unwrap_or(Json::Null);
-    (status, json)
-}
-
 /// GET that must answer 200; its `data`.
 fn data(addr: SocketAddr, token: &str, path: &str) -> Json {
-    let (status, body) = call(addr, "GET", token, path, None);
+    let (status, body) = http_call(addr, "GET", token, path, None);
     assert_eq!(status, 200, "GET {path}: {body}");
     body["data"].clone()
 }
@@ -125,17 +96,17 @@ async fn overrides_need_an_admin_and_show_in_the_schedule_and_on_call_until_remo
     tokio::task::spawn_blocking(move || {
         let path = "/api/patrol/v1/schedules/ops/overrides";
         for token in [OPERATOR, VIEWER] {
-            let (status, body) = call(http, "POST", token, path, Some(&override_body("carl")));
+            let (status, body) = http_call(http, "POST", token, path, Some(&override_body("carl")));
             assert_eq!(status, 403, "{body}");
             assert!(error_of(&body).contains("admin only"), "{body}");
         }
-        let (status, body) = call(http, "POST", ADMIN, path, Some(&override_body("carl")));
+        let (status, body) = http_call(http, "POST", ADMIN, path, Some(&override_body("carl")));
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["data"]["id"], 1);
         // Unix seconds work as well as RFC 3339; the role defaults to primary.
         let secondary = json!({"role": "secondary", "who": "fay",
                                "from": JULY_1.to_string(), "to": JULY_2.to_string()});
-        let (status, body) = call(http, "POST", ADMIN, path, Some(&secondary));
+        let (status, body) = http_call(http, "POST", ADMIN, path, Some(&secondary));
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["data"]["id"], 2);
 
@@ -176,10 +147,10 @@ async fn overrides_need_an_admin_and_show_in_the_schedule_and_on_call_until_remo
 
         let one = "/api/patrol/v1/schedules/ops/overrides/1";
         for token in [OPERATOR, VIEWER] {
-            let (status, body) = call(http, "DELETE", token, one, None);
+            let (status, body) = http_call(http, "DELETE", token, one, None);
             assert_eq!(status, 403, "{body}");
         }
-        let (status, body) = call(http, "DELETE", ADMIN, one, None);
+        let (status, body) = http_call(http, "DELETE", ADMIN, one, None);
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["data"]["removed"], 1);
         let now = data(http, VIEWER, noon);
@@ -189,7 +160,7 @@ async fn overrides_need_an_admin_and_show_in_the_schedule_and_on_call_until_remo
         );
         assert_ne!(now["schedules"][0]["primary"]["who"], "carl");
         assert_eq!(now["schedules"][0]["secondary"]["who"], "fay");
-        let (status, body) = call(http, "DELETE", ADMIN, one, None);
+        let (status, body) = http_call(http, "DELETE", ADMIN, one, None);
         assert_eq!(status, 404, "removed already: {body}");
     })
     .await
@@ -204,17 +175,17 @@ async fn the_audit_log_keeps_changes_and_refusals_and_only_admins_read_it() {
     tokio::task::spawn_blocking(move || {
         let started = patrol_shared::model::now_ms();
         let path = "/api/patrol/v1/schedules/ops/overrides";
-        let (status, _) = call(http, "POST", OPERATOR, path, Some(&override_body("carl")));
+        let (status, _) = http_call(http, "POST", OPERATOR, path, Some(&override_body("carl")));
         assert_eq!(status, 403);
-        let (status, _) = call(http, "POST", ADMIN, path, Some(&override_body("carl")));
+        let (status, _) = http_call(http, "POST", ADMIN, path, Some(&override_body("carl")));
         assert_eq!(status, 200);
-        let (status, _) = call(http, "DELETE", VIEWER, &format!("{path}/1"), None);
+        let (status, _) = http_call(http, "DELETE", VIEWER, &format!("{path}/1"), None);
         assert_eq!(status, 403);
-        let (status, _) = call(http, "DELETE", ADMIN, &format!("{path}/1"), None);
+        let (status, _) = http_call(http, "DELETE", ADMIN, &format!("{path}/1"), None);
         assert_eq!(status, 200);
         let ticket = json!({"kind": "consultation", "title": "how long are logs kept?",
                             "priority": "low", "reporter": "customer"});
-        let (status, _) = call(
+        let (status, _) = http_call(
             http,
             "POST",
             OPERATOR,
@@ -224,7 +195,7 @@ async fn the_audit_log_keeps_changes_and_refusals_and_only_admins_read_it() {
         assert_eq!(status, 200);
 
         for token in [OPERATOR, VIEWER] {
-            let (status, body) = call(http, "GET", token, "/api/patrol/v1/audit", None);
+            let (status, body) = http_call(http, "GET", token, "/api/patrol/v1/audit", None);
             assert_eq!(status, 403, "{body}");
             assert!(error_of(&body).contains("admin only"), "{body}");
         }
@@ -339,11 +310,11 @@ async fn ticket_search_finds_closed_tickets_in_the_problem_library() {
             "endsAt": patrol_shared::model::rfc3339(started + 3_600_000),
             "createdBy": "test", "comment": "being fixed",
         });
-        let (status, body) = call(http, "POST", ADMIN, "/api/v2/silences", Some(&silence));
+        let (status, body) = http_call(http, "POST", ADMIN, "/api/v2/silences", Some(&silence));
         assert_eq!(status, 200, "{body}");
         let act = |id: u64, action: Json| {
             let path = format!("/api/patrol/v1/tickets/{id}/actions");
-            let (status, body) = call(http, "POST", OPERATOR, &path, Some(&action));
+            let (status, body) = http_call(http, "POST", OPERATOR, &path, Some(&action));
             assert_eq!(status, 200, "{action}: {body}");
         };
         act(alert, json!({"action": "acknowledge"}));
@@ -353,7 +324,7 @@ async fn ticket_search_finds_closed_tickets_in_the_problem_library() {
         let open = |title: &str, kind: &str, host: &str| {
             let new = json!({"kind": kind, "title": title, "priority": "medium",
                              "reporter": "customer", "host": host});
-            let (status, body) = call(http, "POST", OPERATOR, "/api/patrol/v1/tickets", Some(&new));
+            let (status, body) = http_call(http, "POST", OPERATOR, "/api/patrol/v1/tickets", Some(&new));
             assert_eq!(status, 200, "{body}");
             body["data"]["id"].as_u64().unwrap()
         };
@@ -442,7 +413,7 @@ async fn bad_input_is_a_4xx_naming_the_field() {
             ),
             ("/api/patrol/v1/audit?limit=all".into(), 400, &["\"limit\""]),
         ] {
-            let (got, body) = call(http, "GET", ADMIN, &path, None);
+            let (got, body) = http_call(http, "GET", ADMIN, &path, None);
             assert_eq!(got, status, "{path}: {body}");
             for w in words {
                 assert!(error_of(&body).contains(w), "{path}: {body}");
@@ -451,7 +422,7 @@ async fn bad_input_is_a_4xx_naming_the_field() {
 
         let post = |schedule: &str, body: Json| {
             let path = format!("/api/patrol/v1/schedules/{schedule}/overrides");
-            call(http, "POST", ADMIN, &path, Some(&body))
+            http_call(http, "POST", ADMIN, &path, Some(&body))
         };
         let with = |field: &str, value: Json| {
             let mut b = override_body("carl");
@@ -500,7 +471,7 @@ async fn bad_input_is_a_4xx_naming_the_field() {
                 assert!(error_of(&answer).contains(w), "{body}: {answer}");
             }
         }
-        let (got, body) = call(
+        let (got, body) = http_call(
             http,
             "DELETE",
             ADMIN,
@@ -509,7 +480,7 @@ async fn bad_input_is_a_4xx_naming_the_field() {
         );
         assert_eq!(got, 404, "{body}");
         assert!(error_of(&body).contains("\"x\""), "{body}");
-        let (got, body) = call(
+        let (got, body) = http_call(
             http,
             "DELETE",
             ADMIN,
@@ -519,7 +490,7 @@ async fn bad_input_is_a_4xx_naming_the_field() {
         assert_eq!(got, 404, "{body}");
         assert!(error_of(&body).contains("no override 9"), "{body}");
         // A name in any script, percent-encoded in the path.
-        let (got, body) = call(
+        let (got, body) = http_call(
             http,
             "GET",
             ADMIN,
@@ -529,7 +500,7 @@ async fn bad_input_is_a_4xx_naming_the_field() {
         assert_eq!(got, 200, "{body}");
         assert!(body.to_string().contains("fang"), "{body}");
         // Times at the ends of the range are no server error.
-        let (got, body) = call(http, "GET", ADMIN, "/api/patrol/v1/oncall?at=1e300", None);
+        let (got, body) = http_call(http, "GET", ADMIN, "/api/patrol/v1/oncall?at=1e300", None);
         assert!(got < 500, "{got}: {body}");
         // Nothing was changed by any of it.
         let s = data(http, ADMIN, "/api/patrol/v1/schedules/ops");

@@ -39,23 +39,12 @@ async fn a_firing_alert_opens_a_ticket_and_a_silenced_one_does_not() {
         "createdBy": "test",
         "comment": "quiet",
     });
-    let body = silence.to_string();
-    let status = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut tcp = std::net::TcpStream::connect(http).unwrap();
-        write!(
-            tcp,
-            "POST /api/v2/silences HTTP/1.0\r\nAuthorization: Bearer {TEST_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut text = String::new();
-        tcp.read_to_string(&mut text).unwrap();
-        text
+    let (status, answer) = tokio::task::spawn_blocking(move || {
+        http_call(http, "POST", TEST_TOKEN, "/api/v2/silences", Some(&silence))
     })
     .await
     .unwrap();
-    assert!(status.contains(" 200 OK"), "{status}");
+    assert_eq!(status, 200, "{answer}");
 
     let list = wait_for(
         Duration::from_secs(20),

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -15,22 +14,7 @@ use common::*;
 use serde_json::{json, Value as Json};
 
 fn post(addr: SocketAddr, path: &str, body: &Json) -> (u16, Json) {
-    let body = body.to_string();
-    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        tcp,
-        "POST {path} HTTP/1.0\r\nAuthorization: Bearer {TEST_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    tcp.read_to_string(&mut text).unwrap();
-    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let json = text
-        .split_once("\r\n\r\n")
-        .and_then(|(_, b)| serde_json::from_str(b).ok())
-        .unwrap_or(Json::Null);
-    (status, json)
+    http_call(addr, "POST", TEST_TOKEN, path, Some(body))
 }
 
 /// Messages from `hook` until `pred` holds for one, at most `within`.

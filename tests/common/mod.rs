@@ -245,3 +245,32 @@ pub fn webhook_receiver(
     });
     (url, rx)
 }
+
+/// One request over HTTP/1.0 with `token` (blocking: call it from
+/// `spawn_blocking` in async tests): the status and the body as JSON
+/// (Null if it is not JSON).
+pub fn http_call(
+    addr: SocketAddr,
+    method: &str,
+    token: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let body = body.map(serde_json::Value::to_string).unwrap_or_default();
+    let mut tcp = TcpStream::connect(addr).expect("connect to http");
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(
+        tcp,
+        "{method} {path} HTTP/1.0\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send request");
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).expect("read response");
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let json = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
